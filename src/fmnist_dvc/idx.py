@@ -1,0 +1,92 @@
+"""Read and write the IDX format Fashion-MNIST ships in, checking every header field.
+
+Layout: two zero bytes, a type code (0x08 = unsigned byte), the number of dimensions,
+then one big-endian uint32 per dimension, then the data in C order.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from fmnist_dvc import IMAGE_SHAPE, NUM_CLASSES
+from fmnist_dvc.errors import PipelineError
+
+UBYTE = 0x08
+
+
+def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
+    """Decode IDX bytes into a uint8 array; `name` says which file a fault is in."""
+    if len(data) < 4:
+        raise PipelineError(f"{name} is too short to be an IDX file ({len(data)} bytes).")
+    zero, dtype, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype != UBYTE or ndim == 0:
+        raise PipelineError(
+            f"{name} has bad magic number 0x{data[:4].hex()} (expected 0x000008 followed by "
+            "the dimension count); it is not an unsigned-byte IDX file."
+        )
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise PipelineError(f"{name} is truncated inside its header; download it again.")
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    expected = header + int(np.prod(shape, dtype=np.int64))
+    if len(data) != expected:
+        what = "truncated" if len(data) < expected else "longer than its header says"
+        raise PipelineError(
+            f"{name} is {what}: header {shape} needs {expected} bytes, file has {len(data)}; "
+            "download it again."
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def encode_idx(array: np.ndarray) -> bytes:
+    """Encode a uint8 array as IDX bytes (used to cut real subsets for tests)."""
+    if array.dtype != np.uint8:
+        raise ValueError("only uint8 arrays can be written as unsigned-byte IDX")
+    head = struct.pack(">HBB", 0, UBYTE, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return head + np.ascontiguousarray(array).tobytes()
+
+
+def read_images(path: Path) -> np.ndarray:
+    """Images as (n, 28, 28) uint8."""
+    images = parse_idx(_read(path), str(path))
+    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
+        raise PipelineError(
+            f"{path} holds an array of shape {images.shape}, not (n, 28, 28) images; is it a labels file?"
+        )
+    return images
+
+
+def read_labels(path: Path) -> np.ndarray:
+    """Labels as (n,) uint8 in 0-9."""
+    labels = parse_idx(_read(path), str(path))
+    if labels.ndim != 1:
+        raise PipelineError(
+            f"{path} holds an array of shape {labels.shape}, not a list of labels; is it an images file?"
+        )
+    if labels.size and labels.max() >= NUM_CLASSES:
+        raise PipelineError(
+            f"{path} has label {int(labels.max())}, outside 0-{NUM_CLASSES - 1}; "
+            "it is not a Fashion-MNIST labels file."
+        )
+    return labels
+
+
+def read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels that belong together: their counts must agree."""
+    images, labels = read_images(images_path), read_labels(labels_path)
+    if len(images) != len(labels):
+        raise PipelineError(
+            f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} "
+            "labels; the two files do not belong together."
+        )
+    return images, labels
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise PipelineError(f"{path} not found; run the download stage (dvc repro download).") from None

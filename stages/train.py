@@ -1,0 +1,23 @@
+"""DVC stage `train`: data/prepared/ -> models/model.keras and metrics/history.csv."""
+
+from pathlib import Path
+
+from fmnist_dvc.errors import run_stage
+from fmnist_dvc.params import TrainParams, load_section, load_seed
+
+PREPARED_DIR = Path("data/prepared")
+MODEL_DIR = Path("models")
+HISTORY = Path("metrics/history.csv")
+
+
+def main() -> None:
+    params = load_section("train", TrainParams)
+    seed = load_seed()
+    from fmnist_dvc.training import train  # TensorFlow loads only after params are valid
+
+    train(params, seed, PREPARED_DIR, MODEL_DIR, HISTORY)
+    print(f"train: saved {MODEL_DIR / 'model.keras'}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,55 @@
+"""Shared fixtures: the real Fashion-MNIST from Debian's package, and small real subsets of it."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fmnist_dvc.download import download_all
+from fmnist_dvc.idx import encode_idx, read_pair
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(scope="session")
+def debian_dir() -> Path:
+    if not (DEBIAN_DIR / "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail(
+            f"the real data is missing from {DEBIAN_DIR}; "
+            "run 'apt-get install dataset-fashion-mnist' (make setup does this)"
+        )
+    return DEBIAN_DIR
+
+
+@pytest.fixture(scope="session")
+def raw_dir(debian_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The four official files, decompressed and verified by the download code."""
+    dest = tmp_path_factory.mktemp("raw") / "raw"
+    download_all([str(debian_dir)], dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def small_raw_dir(raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real subset in the raw layout: the first 1,000 training and 500 test images."""
+    dest = tmp_path_factory.mktemp("small_raw")
+    for prefix, n in (("train", 1000), ("t10k", 500)):
+        images, labels = read_pair(
+            raw_dir / f"{prefix}-images-idx3-ubyte", raw_dir / f"{prefix}-labels-idx1-ubyte"
+        )
+        (dest / f"{prefix}-images-idx3-ubyte").write_bytes(encode_idx(images[:n]))
+        (dest / f"{prefix}-labels-idx1-ubyte").write_bytes(encode_idx(labels[:n]))
+    return dest
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+def real_labels(raw_dir: Path) -> np.ndarray:
+    _, labels = read_pair(raw_dir / "train-images-idx3-ubyte", raw_dir / "train-labels-idx1-ubyte")
+    return labels

@@ -1,0 +1,60 @@
+"""dvc.yaml must name every module and params key a stage really uses, or DVC skips needed reruns."""
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fmnist_dvc import params as params_module
+from tests.conftest import REPO_ROOT
+
+PIPELINE = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+SECTIONS = {"download": "DownloadParams", "preprocess": "PreprocessParams", "train": "TrainParams"}
+
+
+def package_modules_used(script: Path) -> set[str]:
+    """Every src/fmnist_dvc file a script imports, directly or through other package modules."""
+    seen: set[str] = set()
+    todo = [script]
+    while todo:
+        tree = ast.parse(todo.pop().read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                if not name.startswith("fmnist_dvc"):
+                    continue
+                parts = name.split(".")
+                # Importing a.b runs a/__init__.py first, so every enclosing package counts too.
+                candidates = [Path("src", *parts[:i], "__init__.py") for i in range(1, len(parts) + 1)]
+                candidates.append(Path("src", *parts[:-1], f"{parts[-1]}.py"))
+                for rel in candidates:
+                    if (REPO_ROOT / rel).is_file() and str(rel) not in seen:
+                        seen.add(str(rel))
+                        todo.append(REPO_ROOT / rel)
+    return seen
+
+
+@pytest.mark.parametrize("stage", list(PIPELINE))
+def test_stage_depends_on_every_module_it_imports(stage: str) -> None:
+    script = f"stages/{stage}.py"
+    assert PIPELINE[stage]["cmd"] == f"python {script}"
+    deps = {d for d in PIPELINE[stage]["deps"] if d.startswith("src/")}
+    used = package_modules_used(REPO_ROOT / script)
+    assert used == deps, f"{stage}: dvc.yaml deps differ from imports"
+    assert script in PIPELINE[stage]["deps"]
+
+
+@pytest.mark.parametrize("stage", list(SECTIONS))
+def test_stage_lists_exactly_its_params_keys(stage: str) -> None:
+    cls = getattr(params_module, SECTIONS[stage])
+    expected = {f"{stage}.{f.name}" for f in dataclasses.fields(cls)}
+    script = (REPO_ROOT / f"stages/{stage}.py").read_text()
+    if "load_seed()" in script:
+        expected.add("seed")
+    assert set(PIPELINE[stage]["params"]) == expected

@@ -1,0 +1,105 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fmnist_dvc.errors import PipelineError
+from fmnist_dvc.params import (
+    DownloadParams,
+    PreprocessParams,
+    TrainParams,
+    load_section,
+    load_seed,
+)
+from tests.conftest import REPO_ROOT
+
+DEFAULTS = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+
+
+def write_params(tmp_path: Path, **changes: dict) -> Path:
+    data = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    for section, values in changes.items():
+        data[section].update(values)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_repository_params_are_the_seed_configuration() -> None:
+    path = REPO_ROOT / "params.yaml"
+    train = load_section("train", TrainParams, path)
+    assert train.hidden_units == [256, 256, 128, 64]
+    assert (train.dropout, train.learning_rate, train.epochs, train.batch_size) == (0.2, 0.001, 40, 32)
+    assert (train.lr_drop_epoch, train.lr_drop_factor) == (15, 0.1)
+    prep = load_section("preprocess", PreprocessParams, path)
+    assert prep.val_fraction == 0.1 and prep.train_limit is None
+    download = load_section("download", DownloadParams, path)
+    assert download.sources[0] == "/usr/share/datasets/fashion-mnist"
+    assert all(s.startswith(("/", "https://")) for s in download.sources)
+    assert isinstance(load_seed(path), int)
+
+
+def test_unknown_key_suggests_the_nearest(tmp_path: Path) -> None:
+    path = write_params(tmp_path, train={"learning_rat": 0.01})
+    with pytest.raises(PipelineError, match=r"unknown key 'train.learning_rat'; did you mean 'train.learning_rate'"):
+        load_section("train", TrainParams, path)
+
+
+def test_wrong_type_names_key_and_expected_type(tmp_path: Path) -> None:
+    path = write_params(tmp_path, train={"epochs": "ten"})
+    with pytest.raises(PipelineError, match=r"train.epochs must be an integer \(got 'ten'\)"):
+        load_section("train", TrainParams, path)
+
+
+def test_yaml_boolean_is_not_an_integer(tmp_path: Path) -> None:
+    path = write_params(tmp_path, train={"batch_size": True})
+    with pytest.raises(PipelineError, match="train.batch_size must be an integer"):
+        load_section("train", TrainParams, path)
+
+
+@pytest.mark.parametrize(
+    ("section", "cls", "key", "value"),
+    [
+        ("train", TrainParams, "learning_rate", 0.0),
+        ("train", TrainParams, "learning_rate", -0.1),
+        ("train", TrainParams, "epochs", 0),
+        ("train", TrainParams, "dropout", 1.0),
+        ("train", TrainParams, "dropout", -0.1),
+        ("train", TrainParams, "batch_size", 0),
+        ("train", TrainParams, "hidden_units", []),
+        ("preprocess", PreprocessParams, "val_fraction", 0.0),
+        ("preprocess", PreprocessParams, "val_fraction", 1.0),
+        ("preprocess", PreprocessParams, "train_limit", 5),
+        ("download", DownloadParams, "sources", []),
+        ("download", DownloadParams, "retries", 0),
+    ],
+)
+def test_out_of_range_values_are_refused(tmp_path: Path, section: str, cls: type, key: str, value: object) -> None:
+    path = write_params(tmp_path, **{section: {key: value}})
+    with pytest.raises(PipelineError, match=rf"params.yaml: {section}.{key} (must|.*must)"):
+        load_section(section, cls, path)
+
+
+def test_missing_key(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    del data["train"]["patience"]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(PipelineError, match="key 'train.patience' is missing"):
+        load_section("train", TrainParams, path)
+
+
+def test_missing_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="params.yaml not found"):
+        load_section("train", TrainParams, tmp_path / "params.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train:\n  epochs: [1, 2\n")
+    with pytest.raises(PipelineError, match="is not valid YAML at line"):
+        load_section("train", TrainParams, bad)
+
+
+def test_seed_must_be_a_non_negative_integer(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: -1\n")
+    with pytest.raises(PipelineError, match="seed must be a non-negative integer"):
+        load_seed(path)
