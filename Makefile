@@ -3,18 +3,20 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(abspath $(VENV))/bin
 DATA_DIR := /usr/share/datasets/fashion-mnist
+PLOTS_TEMPLATE := build/plots-template.html
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+REV ?= main
 
 # DVC stages run `python ...`: make it the project's interpreter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro setup data test lint clean
+.PHONY: repro setup data test lint plots plots-diff clean
 
 repro: setup
 	dvc repro
 	@dvc metrics show
 
-setup: $(VENV)/.installed data
+setup: $(VENV)/.installed data $(PLOTS_TEMPLATE)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +24,24 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# Debian ships the official files; the download stage falls back to the public mirrors.
+# Debian ships the official files; without them the download stage uses the public mirrors.
 data:
 	@if [ ! -f $(DATA_DIR)/train-images-idx3-ubyte.gz ] && command -v apt-get >/dev/null; then \
 		echo "Installing Debian's dataset-fashion-mnist package"; \
-		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist; \
+		( $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist ) \
+		|| echo "apt-get failed: the download stage will try the public mirrors instead"; \
 	fi
+
+# vega, vega-lite and vega-embed inline, so `dvc plots show/diff` pages work offline
+# (.dvc/config points plots.html_template here).
+$(PLOTS_TEMPLATE): $(VENV)/.installed src/fmnist_dvc/offline_plots.py
+	$(BIN)/python -m fmnist_dvc.offline_plots $@
+
+plots: setup
+	$(BIN)/python -m fmnist_dvc.plots_cli show --open
+
+plots-diff: setup
+	$(BIN)/python -m fmnist_dvc.plots_cli diff $(REV) --open
 
 test: setup
 	$(BIN)/python -m pytest
@@ -36,4 +50,4 @@ lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) build dvc_plots

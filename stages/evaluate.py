@@ -1,19 +1,26 @@
-"""DVC stage `evaluate`: models/model.keras on the test split -> metrics/evaluate.json."""
+"""DVC stage `evaluate`: models/model.keras on the test split -> metrics/evaluate.json, metrics/test/."""
 
 from pathlib import Path
+
+import pandas as pd
 
 from fmnist_dvc.errors import run_stage
 
 MODEL = Path("models/model.keras")
 PREPARED_DIR = Path("data/prepared")
 METRICS = Path("metrics/evaluate.json")
+PLOTS_DIR = Path("metrics/test")
 
 
 def main() -> None:
     from fmnist_dvc.evaluation import evaluate
 
-    test = evaluate(MODEL, PREPARED_DIR, METRICS)
-    print(f"Test accuracy: {test['accuracy']:.4f} (loss {test['loss']:.4f}, {test['images']} images)")
+    test = evaluate(MODEL, PREPARED_DIR, METRICS, PLOTS_DIR)
+    print(pd.read_csv(PLOTS_DIR / "per_class.csv").to_string(index=False, float_format="%.3f"))
+    print(
+        f"Test accuracy: {test['accuracy']:.4f} (top-2 {test['top2_accuracy']:.4f}, "
+        f"loss {test['loss']:.4f}, macro F1 {test['macro_avg']['f1']:.4f}, {test['images']} images)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""DVC stage `train`: data/prepared/ -> models/model.keras and metrics/history.csv."""
+"""DVC stage `train`: data/prepared/ -> models/model.keras and per-epoch logs in metrics/train/."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ from fmnist_dvc.params import TrainParams, load_section, load_seed
 
 PREPARED_DIR = Path("data/prepared")
 MODEL_DIR = Path("models")
-HISTORY = Path("metrics/history.csv")
+LIVE_DIR = Path("metrics/train")
 
 
 def main() -> None:
@@ -15,8 +15,8 @@ def main() -> None:
     seed = load_seed()
     from fmnist_dvc.training import train  # TensorFlow loads only after params are valid
 
-    train(params, seed, PREPARED_DIR, MODEL_DIR, HISTORY)
-    print(f"train: saved {MODEL_DIR / 'model.keras'}")
+    train(params, seed, PREPARED_DIR, MODEL_DIR, LIVE_DIR)
+    print(f"train: saved {MODEL_DIR / 'model.keras'}, per-epoch logs in {LIVE_DIR}/")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import ast
 import dataclasses
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def package_modules_used(script: Path) -> set[str]:
 @pytest.mark.parametrize("stage", list(PIPELINE))
 def test_stage_depends_on_every_module_it_imports(stage: str) -> None:
     script = f"stages/{stage}.py"
-    assert PIPELINE[stage]["cmd"] == f"python {script}"
+    assert PIPELINE[stage]["cmd"] == f"PYTHONPATH=src python {script}"
     deps = {d for d in PIPELINE[stage]["deps"] if d.startswith("src/")}
     used = package_modules_used(REPO_ROOT / script)
     assert used == deps, f"{stage}: dvc.yaml deps differ from imports"
@@ -58,3 +59,22 @@ def test_stage_lists_exactly_its_params_keys(stage: str) -> None:
     if "load_seed()" in script:
         expected.add("seed")
     assert set(PIPELINE[stage]["params"]) == expected
+
+
+def cached_outputs() -> list[str]:
+    outs = []
+    for stage in PIPELINE.values():
+        for out in stage.get("outs", []):
+            if isinstance(out, str):
+                outs.append(out)
+            elif next(iter(out.values())).get("cache", True) is not False:
+                outs.append(next(iter(out)))
+    return outs
+
+
+@pytest.mark.parametrize("out", cached_outputs())
+def test_cached_outputs_are_git_ignored_before_any_run(out: str) -> None:
+    # DVC writes these .gitignore entries only when a stage succeeds; committed up front, a
+    # failed run followed by `git add -A` cannot put the data into git.
+    proc = subprocess.run(["git", "check-ignore", "-q", "--no-index", out], cwd=REPO_ROOT, check=False)
+    assert proc.returncode == 0, f"{out} is not in a committed .gitignore"

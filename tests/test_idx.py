@@ -48,7 +48,7 @@ def test_header_cut_short_is_truncated(tmp_path: Path) -> None:
 def test_count_mismatch_between_images_and_labels(small_raw_dir: Path, tmp_path: Path) -> None:
     labels = read_labels(small_raw_dir / "train-labels-idx1-ubyte")
     (tmp_path / "labels").write_bytes(encode_idx(labels[:-1]))
-    with pytest.raises(PipelineError, match="has 1000 images but .* has 999 labels"):
+    with pytest.raises(PipelineError, match=r"has 1000 images but .* has 999 labels"):
         read_pair(small_raw_dir / "train-images-idx3-ubyte", tmp_path / "labels")
 
 

@@ -13,8 +13,6 @@ from fmnist_dvc.params import (
 )
 from tests.conftest import REPO_ROOT
 
-DEFAULTS = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-
 
 def write_params(tmp_path: Path, **changes: dict) -> Path:
     data = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
@@ -41,7 +39,9 @@ def test_repository_params_are_the_seed_configuration() -> None:
 
 def test_unknown_key_suggests_the_nearest(tmp_path: Path) -> None:
     path = write_params(tmp_path, train={"learning_rat": 0.01})
-    with pytest.raises(PipelineError, match=r"unknown key 'train.learning_rat'; did you mean 'train.learning_rate'"):
+    with pytest.raises(
+        PipelineError, match=r"unknown key 'train.learning_rat'; did you mean 'train.learning_rate'"
+    ):
         load_section("train", TrainParams, path)
 
 
@@ -53,7 +53,7 @@ def test_wrong_type_names_key_and_expected_type(tmp_path: Path) -> None:
 
 def test_yaml_boolean_is_not_an_integer(tmp_path: Path) -> None:
     path = write_params(tmp_path, train={"batch_size": True})
-    with pytest.raises(PipelineError, match="train.batch_size must be an integer"):
+    with pytest.raises(PipelineError, match=r"train\.batch_size must be an integer"):
         load_section("train", TrainParams, path)
 
 
@@ -74,7 +74,9 @@ def test_yaml_boolean_is_not_an_integer(tmp_path: Path) -> None:
         ("download", DownloadParams, "retries", 0),
     ],
 )
-def test_out_of_range_values_are_refused(tmp_path: Path, section: str, cls: type, key: str, value: object) -> None:
+def test_out_of_range_values_are_refused(
+    tmp_path: Path, section: str, cls: type, key: str, value: object
+) -> None:
     path = write_params(tmp_path, **{section: {key: value}})
     with pytest.raises(PipelineError, match=rf"params.yaml: {section}.{key} (must|.*must)"):
         load_section(section, cls, path)
@@ -85,12 +87,12 @@ def test_missing_key(tmp_path: Path) -> None:
     del data["train"]["patience"]
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(PipelineError, match="key 'train.patience' is missing"):
+    with pytest.raises(PipelineError, match=r"key 'train\.patience' is missing"):
         load_section("train", TrainParams, path)
 
 
 def test_missing_and_invalid_files(tmp_path: Path) -> None:
-    with pytest.raises(PipelineError, match="params.yaml not found"):
+    with pytest.raises(PipelineError, match=r"params\.yaml not found"):
         load_section("train", TrainParams, tmp_path / "params.yaml")
     bad = tmp_path / "params.yaml"
     bad.write_text("train:\n  epochs: [1, 2\n")
@@ -98,8 +100,15 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
         load_section("train", TrainParams, bad)
 
 
-def test_seed_must_be_a_non_negative_integer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "1.5", "'7'"])
+def test_seed_must_fit_numpy_and_tensorflow(tmp_path: Path, seed: str) -> None:
     path = tmp_path / "params.yaml"
-    path.write_text("seed: -1\n")
-    with pytest.raises(PipelineError, match="seed must be a non-negative integer"):
+    path.write_text(f"seed: {seed}\n")
+    with pytest.raises(PipelineError, match=r"seed must be an integer from 0 to 2\*\*32 - 1"):
         load_seed(path)
+
+
+def test_infinite_values_are_refused(tmp_path: Path) -> None:
+    path = write_params(tmp_path, download={"timeout": float("inf")})
+    with pytest.raises(PipelineError, match=r"download.timeout must be a finite number"):
+        load_section("download", DownloadParams, path)

@@ -1,4 +1,8 @@
-"""End to end: the real pipeline under real DVC in a temporary git repository, on a real subset."""
+"""End to end: the real pipeline under real DVC in a temporary git repository, on a real subset.
+
+One module-scoped project does everything that changes state, in order, and records what
+each command printed; the tests then check those records and the repository left behind.
+"""
 
 from __future__ import annotations
 
@@ -14,21 +18,32 @@ import numpy as np
 import pytest
 import yaml
 
+from fmnist_dvc.offline_plots import build_template
+from tests.browser import plots_without_chart, rendered_dom, script_errors
 from tests.conftest import REPO_ROOT
 
 BIN = Path(sys.executable).parent
+TEMPLATE = Path("build/plots-template.html")
 
 
-def run(cmd: list[str], cwd: Path) -> str:
+def run(cmd: list[str], cwd: Path, expect: int = 0) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",  # stages run `python`: this interpreter
-        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
     }
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout + proc.stderr
+    assert proc.returncode == expect, (
+        f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    )
+    return proc
+
+
+def dvc(*args: str, cwd: Path, expect: int = 0) -> subprocess.CompletedProcess[str]:
+    return run([str(BIN / "dvc"), *args], cwd, expect)
 
 
 def stages_run(output: str) -> list[str]:
@@ -44,56 +59,133 @@ def set_params(repo: Path, **sections: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory, debian_dir: Path) -> Path:
-    """A copy of the project's tracked files, minus the recorded results, as a fresh git repo."""
+def project(tmp_path_factory: pytest.TempPathFactory, debian_dir: Path) -> dict:
+    """Branch main: a small run (2,000 images, 2 epochs); branch short: the same with 1 epoch."""
     repo = tmp_path_factory.mktemp("e2e") / "repo"
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT,
-                            capture_output=True, text=True, check=True).stdout.split()
+    listed = run(["git", "ls-files", "-co", "--exclude-standard"], REPO_ROOT).stdout.split()
     for rel in listed:
         if rel == "dvc.lock" or rel.startswith(("metrics/", "tests/")):
-            continue
+            continue  # start from no results at all
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / rel, repo / rel)
+    if (REPO_ROOT / TEMPLATE).is_file():  # made by `make setup`; gitignored, so copy it
+        (repo / TEMPLATE).parent.mkdir()
+        shutil.copy2(REPO_ROOT / TEMPLATE, repo / TEMPLATE)
+    else:
+        build_template(repo / TEMPLATE)
     set_params(repo, preprocess={"train_limit": 2000}, train={"epochs": 2})
-    run(["git", "init", "-q"], repo)
+    run(["git", "init", "-q", "-b", "main"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "small run"], repo)
-    return repo
+
+    record = {"repo": repo}
+    record["first"] = dvc("repro", cwd=repo).stdout
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "results of the small run"], repo)
+    lock = (repo / "dvc.lock").read_bytes()
+    model_mtime = (repo / "models/model.keras").stat().st_mtime_ns
+    record["noop"] = dvc("repro", cwd=repo).stdout
+    record["noop_kept_lock"] = (repo / "dvc.lock").read_bytes() == lock
+    record["noop_kept_model"] = (repo / "models/model.keras").stat().st_mtime_ns == model_mtime
+    record["status"] = dvc("status", cwd=repo).stdout
+
+    run(["git", "checkout", "-qb", "short"], repo)
+    set_params(repo, train={"epochs": 1})
+    record["short"] = dvc("repro", cwd=repo).stdout
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "one epoch"], repo)
+    return record
 
 
-def test_repro_builds_every_output(repo: Path) -> None:
-    out = run([str(BIN / "dvc"), "repro"], repo)
-    assert stages_run(out) == ["download", "preprocess", "train", "evaluate"]
-    assert "Test accuracy:" in out
+def test_repro_builds_every_output(project: dict) -> None:
+    repo = project["repo"]
+    assert stages_run(project["first"]) == ["download", "preprocess", "train", "evaluate"]
+    assert "Test accuracy:" in project["first"]
     labels = np.load(repo / "data/prepared/train_labels.npy", allow_pickle=False)
     assert labels.dtype == np.uint8 and len(labels) == 1800
     assert (repo / "models/model.keras").stat().st_size > 1_000_000
-    metrics = json.loads((repo / "metrics/evaluate.json").read_text())["test"]
-    assert metrics["images"] == 10000
-    assert 0.5 < metrics["accuracy"] <= 1.0  # 1,800 images, 2 epochs: well above chance (0.1)
-    assert 0 < metrics["loss"] < 2.3  # below the loss of a uniform guess, ln 10
-    assert len((repo / "metrics/history.csv").read_text().splitlines()) == 1 + 2
-    shown = run([str(BIN / "dvc"), "metrics", "show"], repo)
-    assert "test.accuracy" in shown
+    main_metrics = json.loads(run(["git", "show", "main:metrics/evaluate.json"], repo).stdout)["test"]
+    assert main_metrics["images"] == 10000
+    assert 0.5 < main_metrics["accuracy"] <= 1.0  # 1,800 images, 2 epochs: well above chance (0.1)
+    assert 0 < main_metrics["loss"] < np.log(10)  # better than a uniform guess
 
 
-def test_second_repro_changes_nothing(repo: Path) -> None:
-    lock = (repo / "dvc.lock").read_bytes()
-    model_mtime = (repo / "models/model.keras").stat().st_mtime_ns
-    out = run([str(BIN / "dvc"), "repro"], repo)
-    assert stages_run(out) == []
-    assert (repo / "dvc.lock").read_bytes() == lock
-    assert (repo / "models/model.keras").stat().st_mtime_ns == model_mtime
-    assert "Data and pipelines are up to date" in run([str(BIN / "dvc"), "status"], repo)
+def test_cached_outputs_stay_out_of_git(project: dict) -> None:
+    tracked = run(["git", "ls-files"], project["repo"]).stdout.split()
+    assert not [f for f in tracked if f.startswith(("data/raw", "data/prepared", "models/"))]
+    assert "metrics/evaluate.json" in tracked and "metrics/test/predictions.csv" in tracked
 
 
-def test_changing_epochs_reruns_only_train_and_evaluate(repo: Path) -> None:
-    set_params(repo, train={"epochs": 1})
-    out = run([str(BIN / "dvc"), "repro"], repo)
-    assert stages_run(out) == ["train", "evaluate"]
-    assert len((repo / "metrics/history.csv").read_text().splitlines()) == 1 + 1
+def test_second_repro_changes_nothing(project: dict) -> None:
+    assert stages_run(project["noop"]) == []
+    assert project["noop_kept_lock"] and project["noop_kept_model"]
+    assert "Data and pipelines are up to date" in project["status"]
 
 
-def test_git_ignores_every_cached_output(repo: Path) -> None:
-    status = run(["git", "status", "--porcelain", "--untracked-files=all"], repo)
-    assert "data/raw" not in status and "data/prepared" not in status and "models/" not in status
+def test_changing_epochs_reruns_only_train_and_evaluate(project: dict) -> None:
+    assert stages_run(project["short"]) == ["train", "evaluate"]
+
+
+def test_metrics_and_params_diff_between_branches(project: dict) -> None:
+    repo = project["repo"]
+    metrics = json.loads(dvc("metrics", "diff", "main", "short", "--json", cwd=repo).stdout)
+    accuracy = metrics["metrics/evaluate.json"]["test.accuracy"]
+    assert accuracy["old"] != accuracy["new"]
+    assert accuracy["diff"] == pytest.approx(accuracy["new"] - accuracy["old"])
+    assert "train/accuracy" not in json.dumps(metrics)  # validation curves are plots, not metrics
+    params = json.loads(dvc("params", "diff", "main", "short", "--json", cwd=repo).stdout)
+    assert params == {"params.yaml": {"train.epochs": {"old": 2, "new": 1, "diff": -1}}}
+    text = dvc("metrics", "diff", "main", "short", cwd=repo).stdout
+    assert "test.accuracy" in text
+
+
+def test_plots_diff_renders_both_revisions_offline(project: dict, tmp_path: Path) -> None:
+    repo = project["repo"]
+    dvc("plots", "diff", "main", "short", "-o", str(tmp_path / "diff"), cwd=repo)
+    page = tmp_path / "diff" / "index.html"
+    source = page.read_text()
+    assert '"rev": "main"' in source and '"rev": "short"' in source
+    assert not re.search(r"<script[^>]+src=", source)  # nothing fetched from a CDN
+    dom = rendered_dom(page)
+    assert script_errors(dom) == ""
+    assert plots_without_chart(source, dom) == []
+    assert len(re.findall(r'<div id = "', source)) == 6  # the Vega plots
+    images = re.findall(r'<img src="static/(\w+?)_metrics_', source)
+    assert sorted(images) == ["main"] * 3 + ["short"] * 3  # each PNG plot, from both revisions
+
+
+def test_render_check_catches_a_page_whose_scripts_fail(project: dict, tmp_path: Path) -> None:
+    """Negative control: without vega-embed the same checks must report every plot."""
+    repo = project["repo"]
+    dvc("plots", "show", "-o", str(tmp_path / "show"), cwd=repo)
+    page = tmp_path / "show" / "index.html"
+    source = page.read_text()
+    broken = re.sub(r"<!-- vega-embed [\d.]+ -->\n<script>.*?</script>", "", source, count=1, flags=re.S)
+    assert broken != source
+    page.write_text(broken)
+    dom = rendered_dom(page)
+    assert "vegaEmbed is not defined" in script_errors(dom)
+    assert len(plots_without_chart(broken, dom)) == 6
+
+
+def test_a_missing_plot_file_is_named_and_the_rest_still_render(project: dict, tmp_path: Path) -> None:
+    repo = project["repo"]
+    lost = repo / "metrics/train/plots/metrics/eval/loss.tsv"
+    saved = lost.read_bytes()
+    lost.unlink()
+    try:
+        proc = run(
+            [str(BIN / "python"), "-m", "fmnist_dvc.plots_cli", "show", "-o", str(tmp_path / "p")],
+            repo,
+            expect=1,
+        )
+    finally:
+        lost.write_bytes(saved)
+    assert (
+        "error: plot 'loss' (workspace): metrics/train/plots/metrics/eval/loss.tsv is missing" in proc.stderr
+    )
+    page = tmp_path / "p" / "index.html"
+    source = page.read_text()
+    dom = rendered_dom(page)
+    assert plots_without_chart(source, dom) == []
+    assert 'id = "confusion"' in source and 'id = "f1_per_class"' in source

@@ -43,7 +43,9 @@ def test_same_seed_same_bytes_other_seed_other_split(small_raw_dir: Path, tmp_pa
     assert files == sorted(f"{s}_{k}.npy" for s in ("train", "val", "test") for k in ("images", "labels"))
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
-    assert (tmp_path / "a" / "val_labels.npy").read_bytes() != (tmp_path / "c" / "val_labels.npy").read_bytes()
+    assert (tmp_path / "a" / "val_labels.npy").read_bytes() != (
+        tmp_path / "c" / "val_labels.npy"
+    ).read_bytes()
 
 
 def test_train_limit_takes_a_stratified_subset(raw_dir: Path, tmp_path: Path) -> None:

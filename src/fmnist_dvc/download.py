@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import tempfile
 import time
 import urllib.error
@@ -102,21 +103,24 @@ def fetch_verified(source: str, spec: OfficialFile, out: Path, timeout: float, r
     if not folder.is_dir():
         raise SourceError("directory not found")
     packed, plain = folder / f"{spec.name}.gz", folder / spec.name
-    if packed.is_file():
-        with packed.open("rb") as fh:
-            _decompress_verified(fh, spec, out)
-    elif plain.is_file():
-        with plain.open("rb") as fh:
-            _copy_verified(fh, spec, out)
-    else:
-        raise SourceError(f"neither {spec.name}.gz nor {spec.name} is there")
+    try:
+        if packed.is_file():
+            with packed.open("rb") as fh:
+                _decompress_verified(fh, spec, out)
+        elif plain.is_file():
+            with plain.open("rb") as fh:
+                _copy_verified(fh, spec, out)
+        else:
+            raise SourceError(f"neither {spec.name}.gz nor {spec.name} is there")
+    except PermissionError as exc:
+        raise SourceError(f"cannot read {exc.filename}: permission denied") from None
 
 
 def _decompress_verified(gz: BinaryIO, spec: OfficialFile, out: Path) -> None:
     try:
         with gzip.GzipFile(fileobj=gz, mode="rb") as stream:
             _copy_verified(stream, spec, out)
-    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise SourceError(f"{spec.name}.gz is not a complete gzip file ({exc})") from None
 
 
@@ -126,7 +130,12 @@ def _copy_verified(stream: BinaryIO, spec: OfficialFile, out: Path) -> None:
     with out.open("wb") as fh, _bar(spec.name, spec.size) as bar:
         while chunk := stream.read(min(CHUNK, spec.size + 1 - written)):
             digest.update(chunk)
-            fh.write(chunk)
+            try:
+                fh.write(chunk)
+            except OSError as exc:  # disk full or read-only: no other source can help
+                raise PipelineError(
+                    f"cannot write {out}: {exc.strerror}; free some space or fix the permissions."
+                ) from None
             written += len(chunk)
             bar.update(len(chunk))
             if written > spec.size:
@@ -145,17 +154,21 @@ def _http_get(url: str, out: BinaryIO, timeout: float, retries: int) -> None:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp:
                 total = int(resp.headers.get("Content-Length") or 0) or None
+                received = 0
                 with _bar(url.rsplit("/", 1)[-1], total) as bar:
                     while chunk := resp.read(CHUNK):
                         out.write(chunk)
+                        received += len(chunk)
                         bar.update(len(chunk))
-            return
+            if total is None or received == total:
+                return
+            last = f"connection dropped after {received} of {total} bytes"
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 raise SourceError(f"{url} answered 404 Not Found") from None
             last = f"HTTP {exc.code}"
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            last = str(getattr(exc, "reason", exc))
+        except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError, ValueError) as exc:
+            last = str(getattr(exc, "reason", exc)) or type(exc).__name__
         if attempt < retries:
             time.sleep(min(2 ** (attempt - 1), 8))
     raise SourceError(f"{url} failed {retries} time(s), last: {last}")

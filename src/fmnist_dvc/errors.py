@@ -24,6 +24,6 @@ def run_stage(main: Callable[[], None]) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print("error: interrupted; outputs were left as they were before this run.", file=sys.stderr)
+        print("error: interrupted; no partial output was written.", file=sys.stderr)
         sys.exit(130)
     print(f"{Path(sys.argv[0]).stem}: finished in {time.perf_counter() - start:.1f} s")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -96,6 +97,8 @@ def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
         raise PipelineError(
             f"{path} not found; run from the repository root, where params.yaml lives."
         ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{path} cannot be read ({exc}); check the file.") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -113,8 +116,8 @@ def load_seed(path: Path = PARAMS_FILE) -> int:
     if "seed" not in data:
         raise PipelineError(f"{path}: the top-level key 'seed' is missing; add e.g. 'seed: 42'.")
     seed = data["seed"]
-    if not _matches(seed, int) or seed < 0:
-        raise PipelineError(f"{path}: seed must be a non-negative integer (got {seed!r}).")
+    if not _matches(seed, int) or not 0 <= seed < 2**32:
+        raise PipelineError(f"{path}: seed must be an integer from 0 to 2**32 - 1 (got {seed!r}).")
     return seed
 
 
@@ -134,7 +137,10 @@ def load_section(name: str, cls: type[Section], path: Path = PARAMS_FILE) -> Sec
     for key in fields:
         if key not in raw:
             raise PipelineError(f"{path}: key '{name}.{key}' is missing; add it to params.yaml.")
-        if not _matches(raw[key], hints[key]):
+        value = raw[key]
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PipelineError(f"{path}: {name}.{key} must be a finite number (got {value!r}).")
+        if not _matches(value, hints[key]):
             raise PipelineError(f"{path}: {name}.{key} must be {_describe(hints[key])} (got {raw[key]!r}).")
     values = {k: float(v) if hints[k] is float else v for k, v in raw.items()}
     section = cls(**values)

@@ -1,0 +1,84 @@
+"""Save models byte-for-byte reproducibly, and load them safely."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from fmnist_dvc.errors import PipelineError
+
+FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """Save as .keras, atomically, with the run-specific noise taken out.
+
+    Keras stamps the save time into metadata.json and into the weights' zip entry, and
+    numbers shared objects by Python id(); without this, every retrain would change the
+    file's hash in dvc.lock even when the weights are bit-identical.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, raw = tempfile.mkstemp(suffix=".keras", dir=path.parent)
+    os.close(fd)
+    fd, clean = tempfile.mkstemp(suffix=".keras", dir=path.parent)
+    os.close(fd)
+    try:
+        model.save(raw)
+        with zipfile.ZipFile(raw) as src, zipfile.ZipFile(clean, "w", zipfile.ZIP_DEFLATED) as dst:
+            for info in sorted(src.infolist(), key=lambda i: i.filename):
+                data = src.read(info)
+                if info.filename == "metadata.json":
+                    meta = json.loads(data)
+                    meta.pop("date_saved", None)
+                    data = json.dumps(meta, sort_keys=True).encode()
+                elif info.filename == "config.json":
+                    data = json.dumps(_renumber_shared_ids(json.loads(data))).encode()
+                entry = zipfile.ZipInfo(info.filename, date_time=FIXED_DATE)
+                entry.external_attr = 0o644 << 16
+                dst.writestr(entry, data, compress_type=zipfile.ZIP_DEFLATED)
+        os.chmod(clean, 0o644)
+        os.replace(clean, path)
+    finally:
+        Path(raw).unlink(missing_ok=True)
+        Path(clean).unlink(missing_ok=True)
+
+
+def _renumber_shared_ids(config: Any) -> Any:
+    """Replace id()-based shared_object_id values by 1, 2, ... in order of appearance."""
+    mapping: dict[int, int] = {}
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                if key == "shared_object_id" and isinstance(value, int):
+                    out[key] = mapping.setdefault(value, len(mapping) + 1)
+                else:
+                    out[key] = walk(value)
+            return out
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(config)
+
+
+def load_model(path: Path) -> keras.Model:
+    """Load a .keras file with safe_mode on: a shared model file cannot run arbitrary code."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path} not found; run 'dvc repro train' first.")
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        raise PipelineError(
+            f"{path} is not a readable Keras model ({type(exc).__name__}); "
+            "run 'dvc repro -f train' to rebuild it."
+        ) from None

@@ -1,0 +1,84 @@
+"""`dvc plots show/diff` plus a plain list of every plot that could not be drawn.
+
+DVC still renders the other plots when one data file is missing or malformed, but its
+page and summary only say "failed to load some plots". Its JSON output names the file, so
+we run DVC once for the page and once for the JSON, and print one line per failure.
+
+Usage: python -m fmnist_dvc.plots_cli show [DVC ARGS...]
+       python -m fmnist_dvc.plots_cli diff REV [REV] [DVC ARGS...]
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from fmnist_dvc.errors import PipelineError
+
+
+def plot_errors(dvc_args: list[str]) -> list[str]:
+    """One sentence per plot DVC could not load, naming the plot, revision and file."""
+    proc = subprocess.run([_dvc(), "plots", *dvc_args, "--json"], capture_output=True, text=True, check=False)
+    try:
+        report = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise PipelineError(
+            f"'dvc plots {' '.join(dvc_args)} --json' failed: {proc.stderr.strip()}"
+        ) from None
+    lines = []
+    for err in report.get("errors") or []:
+        source = err.get("source") or _declared_files(err.get("name", ""))
+        what = (
+            "is missing" if err.get("type") == "FileNotFoundError" else f"cannot be read ({err.get('msg')})"
+        )
+        lines.append(
+            f"plot '{err.get('name')}' ({err.get('rev')}): {source} {what}; "
+            "run 'dvc repro' to rebuild it or fix the file."
+        )
+    return lines
+
+
+def _declared_files(plot_id: str) -> str:
+    """The data file(s) dvc.yaml declares for a plot id, for errors DVC reports without one."""
+    try:
+        plots = yaml.safe_load(Path("dvc.yaml").read_text()).get("plots") or []
+    except (OSError, yaml.YAMLError, AttributeError):
+        return "its data"
+    for entry in plots:
+        if isinstance(entry, dict) and plot_id in entry:
+            y = (entry[plot_id] or {}).get("y")
+            if isinstance(y, dict):
+                return ", ".join(y)
+    return "its data"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in ("show", "diff"):
+        print(__doc__.strip().splitlines()[-2].strip(), file=sys.stderr)
+        return 2
+    page = subprocess.run([_dvc(), "plots", *args], check=False)
+    errors = plot_errors([a for a in args if a != "--open"])
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    return 1 if errors or page.returncode else 0
+
+
+def _dvc() -> str:
+    found = shutil.which("dvc")
+    if found is None:
+        raise PipelineError("dvc not found on PATH; activate the project's environment (.venv).")
+    return found
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
