@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from fmnist_dvc.download import download_all
 from fmnist_dvc.idx import encode_idx, read_pair
@@ -53,3 +54,21 @@ def gzip_bytes(data: bytes) -> bytes:
 def real_labels(raw_dir: Path) -> np.ndarray:
     _, labels = read_pair(raw_dir / "train-images-idx3-ubyte", raw_dir / "train-labels-idx1-ubyte")
     return labels
+
+
+def params_with(changes: dict[str, object], base: Path = REPO_ROOT / "params.yaml") -> dict:
+    """The params in `base` with dotted keys changed, e.g. {"train.mlp.dropout": 0.5}."""
+    data = yaml.safe_load(base.read_text())
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split(".")
+        node = data
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return data
+
+
+def write_params(folder: Path, changes: dict[str, object], base: Path = REPO_ROOT / "params.yaml") -> Path:
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params_with(changes, base), sort_keys=False))
+    return path

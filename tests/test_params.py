@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -11,24 +12,21 @@ from fmnist_dvc.params import (
     load_section,
     load_seed,
 )
-from tests.conftest import REPO_ROOT
-
-
-def write_params(tmp_path: Path, **changes: dict) -> Path:
-    data = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    for section, values in changes.items():
-        data[section].update(values)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+from tests.conftest import REPO_ROOT, write_params
 
 
 def test_repository_params_are_the_seed_configuration() -> None:
     path = REPO_ROOT / "params.yaml"
     train = load_section("train", TrainParams, path)
-    assert train.hidden_units == [256, 256, 128, 64]
-    assert (train.dropout, train.learning_rate, train.epochs, train.batch_size) == (0.2, 0.001, 40, 32)
-    assert (train.lr_drop_epoch, train.lr_drop_factor) == (15, 0.1)
+    assert train.model == "mlp" and train.mlp.hidden_units == [256, 256, 128, 64]
+    assert (train.mlp.dropout, train.learning_rate, train.epochs, train.batch_size) == (0.2, 0.001, 40, 32)
+    assert (train.optimizer, train.schedule, train.lr_drop_epoch, train.lr_drop_factor) == (
+        "adam",
+        "step",
+        15,
+        0.1,
+    )
+    assert train.label_smoothing == 0 and not train.augment.any_enabled
     prep = load_section("preprocess", PreprocessParams, path)
     assert prep.val_fraction == 0.1 and prep.train_limit is None
     download = load_section("download", DownloadParams, path)
@@ -38,7 +36,7 @@ def test_repository_params_are_the_seed_configuration() -> None:
 
 
 def test_unknown_key_suggests_the_nearest(tmp_path: Path) -> None:
-    path = write_params(tmp_path, train={"learning_rat": 0.01})
+    path = write_params(tmp_path, {"train.learning_rat": 0.01})
     with pytest.raises(
         PipelineError, match=r"unknown key 'train.learning_rat'; did you mean 'train.learning_rate'"
     ):
@@ -46,40 +44,72 @@ def test_unknown_key_suggests_the_nearest(tmp_path: Path) -> None:
 
 
 def test_wrong_type_names_key_and_expected_type(tmp_path: Path) -> None:
-    path = write_params(tmp_path, train={"epochs": "ten"})
+    path = write_params(tmp_path, {"train.epochs": "ten"})
     with pytest.raises(PipelineError, match=r"train.epochs must be an integer \(got 'ten'\)"):
         load_section("train", TrainParams, path)
 
 
 def test_yaml_boolean_is_not_an_integer(tmp_path: Path) -> None:
-    path = write_params(tmp_path, train={"batch_size": True})
+    path = write_params(tmp_path, {"train.batch_size": True})
     with pytest.raises(PipelineError, match=r"train\.batch_size must be an integer"):
         load_section("train", TrainParams, path)
 
 
+SECTIONS = {"train": TrainParams, "preprocess": PreprocessParams, "download": DownloadParams}
+
+
 @pytest.mark.parametrize(
-    ("section", "cls", "key", "value"),
+    ("key", "value"),
     [
-        ("train", TrainParams, "learning_rate", 0.0),
-        ("train", TrainParams, "learning_rate", -0.1),
-        ("train", TrainParams, "epochs", 0),
-        ("train", TrainParams, "dropout", 1.0),
-        ("train", TrainParams, "dropout", -0.1),
-        ("train", TrainParams, "batch_size", 0),
-        ("train", TrainParams, "hidden_units", []),
-        ("preprocess", PreprocessParams, "val_fraction", 0.0),
-        ("preprocess", PreprocessParams, "val_fraction", 1.0),
-        ("preprocess", PreprocessParams, "train_limit", 5),
-        ("download", DownloadParams, "sources", []),
-        ("download", DownloadParams, "retries", 0),
+        ("train.learning_rate", 0.0),
+        ("train.learning_rate", -0.1),
+        ("train.epochs", 0),
+        ("train.mlp.dropout", 1.0),
+        ("train.mlp.dropout", -0.1),
+        ("train.cnn.dropout", 1.0),
+        ("train.batch_size", 0),
+        ("train.mlp.hidden_units", []),
+        ("train.cnn.blocks", [[32], [], [64]]),
+        ("train.cnn.kernel_size", 4),
+        ("train.label_smoothing", 1.0),
+        ("train.weight_decay", 0.01),  # with the default optimizer, adam
+        ("train.augment.erase.probability", 1.5),
+        ("train.augment.translate.pixels", 20),
+        ("preprocess.val_fraction", 0.0),
+        ("preprocess.val_fraction", 1.0),
+        ("preprocess.train_limit", 5),
+        ("download.sources", []),
+        ("download.retries", 0),
     ],
 )
-def test_out_of_range_values_are_refused(
-    tmp_path: Path, section: str, cls: type, key: str, value: object
-) -> None:
-    path = write_params(tmp_path, **{section: {key: value}})
-    with pytest.raises(PipelineError, match=rf"params.yaml: {section}.{key} (must|.*must)"):
-        load_section(section, cls, path)
+def test_out_of_range_values_are_refused(tmp_path: Path, key: str, value: object) -> None:
+    section = key.split(".")[0]
+    path = write_params(tmp_path, {key: value})
+    with pytest.raises(PipelineError, match=rf"params\.yaml: {re.escape(key)} (must|applies|may)"):
+        load_section(section, SECTIONS[section], path)
+
+
+def test_unknown_model_names_the_valid_choices(tmp_path: Path) -> None:
+    path = write_params(tmp_path, {"train.model": "resnet"})
+    with pytest.raises(
+        PipelineError, match=r"train\.model is 'resnet', not one of the valid choices: mlp, cnn\.$"
+    ):
+        load_section("train", TrainParams, path)
+
+
+def test_unknown_augmentation_names_the_valid_keys(tmp_path: Path) -> None:
+    path = write_params(tmp_path, {"train.augment.rotate": {"enabled": True}})
+    with pytest.raises(
+        PipelineError,
+        match=r"unknown key 'train\.augment\.rotate'; valid keys: flip, translate, erase, zoom\.$",
+    ):
+        load_section("train", TrainParams, path)
+
+
+def test_nested_type_errors_name_the_full_key(tmp_path: Path) -> None:
+    path = write_params(tmp_path, {"train.augment.flip.enabled": "yes please"})
+    with pytest.raises(PipelineError, match=r"train\.augment\.flip\.enabled must be true or false"):
+        load_section("train", TrainParams, path)
 
 
 def test_missing_key(tmp_path: Path) -> None:
@@ -109,6 +139,6 @@ def test_seed_must_fit_numpy_and_tensorflow(tmp_path: Path, seed: str) -> None:
 
 
 def test_infinite_values_are_refused(tmp_path: Path) -> None:
-    path = write_params(tmp_path, download={"timeout": float("inf")})
+    path = write_params(tmp_path, {"download.timeout": float("inf")})
     with pytest.raises(PipelineError, match=r"download.timeout must be a finite number"):
         load_section("download", DownloadParams, path)

@@ -12,15 +12,15 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from fmnist_dvc.offline_plots import build_template
 from tests.browser import plots_without_chart, rendered_dom, script_errors
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, write_params
 
 BIN = Path(sys.executable).parent
 TEMPLATE = Path("build/plots-template.html")
@@ -50,12 +50,8 @@ def stages_run(output: str) -> list[str]:
     return re.findall(r"Running stage '(\w+)'", output)
 
 
-def set_params(repo: Path, **sections: dict) -> None:
-    path = repo / "params.yaml"
-    data = yaml.safe_load(path.read_text())
-    for section, values in sections.items():
-        data[section].update(values)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+def set_params(repo: Path, changes: dict[str, object]) -> None:
+    write_params(repo, changes, base=repo / "params.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +69,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, debian_dir: Path) -> dict:
         shutil.copy2(REPO_ROOT / TEMPLATE, repo / TEMPLATE)
     else:
         build_template(repo / TEMPLATE)
-    set_params(repo, preprocess={"train_limit": 2000}, train={"epochs": 2})
+    set_params(repo, {"preprocess.train_limit": 2000, "train.epochs": 2})
     run(["git", "init", "-q", "-b", "main"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "small run"], repo)
@@ -90,7 +86,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, debian_dir: Path) -> dict:
     record["status"] = dvc("status", cwd=repo).stdout
 
     run(["git", "checkout", "-qb", "short"], repo)
-    set_params(repo, train={"epochs": 1})
+    set_params(repo, {"train.epochs": 1})
     record["short"] = dvc("repro", cwd=repo).stdout
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "one epoch"], repo)
@@ -189,3 +185,56 @@ def test_a_missing_plot_file_is_named_and_the_rest_still_render(project: dict, t
     dom = rendered_dom(page)
     assert plots_without_chart(source, dom) == []
     assert 'id = "confusion"' in source and 'id = "f1_per_class"' in source
+
+
+def exp_runs(show: list[dict]) -> list[dict]:
+    """Flatten `dvc exp show --json` into one dict per experiment run."""
+    runs = []
+    for baseline in show:
+        for exp in baseline.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                runs.append({"name": rev.get("name"), "error": rev.get("error"), **(rev.get("data") or {})})
+    return runs
+
+
+def test_queued_sweep_runs_each_experiment_with_its_own_metrics(project: dict) -> None:
+    repo = project["repo"]
+    # A grid of two tiny experiments on top of branch `short`: the seed MLP and a small CNN.
+    dvc(
+        "exp",
+        "run",
+        "--queue",
+        "-S",
+        "train.model=mlp,cnn",
+        "-S",
+        "train.cnn.blocks=[[8],[16]]",
+        "-S",
+        "train.batch_size=128",
+        cwd=repo,
+    )
+    dvc("queue", "start", "-j", "2", cwd=repo)
+    deadline = time.monotonic() + 900
+    while True:
+        status = dvc("queue", "status", cwd=repo).stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        assert time.monotonic() < deadline, f"queue still busy after 15 minutes:\n{status}"
+        time.sleep(5)
+    # A failed run would still show the baseline's git-tracked metrics: check the state too.
+    states = re.findall(r"^\S+\s+(\S+)\s+.*\s(Success|Failed|Queued|Running)\s*$", status, re.M)
+    assert sorted(state for _, state in states) == ["Success", "Success"], status
+    runs = exp_runs(json.loads(dvc("exp", "show", "--json", cwd=repo).stdout))
+    assert sorted(r["name"] for r in runs) == sorted(name for name, _ in states)
+    assert [r["error"] for r in runs] == [None, None]
+    models = sorted(r["params"]["params.yaml"]["data"]["train"]["model"] for r in runs)
+    assert models == ["cnn", "mlp"]
+    accuracies = {
+        r["params"]["params.yaml"]["data"]["train"]["model"]: r["metrics"]["metrics/evaluate.json"]["data"][
+            "test"
+        ]["accuracy"]
+        for r in runs
+    }
+    assert accuracies["mlp"] != accuracies["cnn"]
+    assert accuracies["mlp"] > 0.5 and 0 <= accuracies["cnn"] <= 1  # 1 epoch: the CNN's BN is barely warm
+    table = dvc("exp", "show", "--md", cwd=repo).stdout
+    assert "test.accuracy" in table and "train.model" in table

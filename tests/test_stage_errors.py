@@ -8,16 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, write_params
 
 
-def run_stage(stage: str, cwd: Path, **sections: dict) -> subprocess.CompletedProcess[str]:
-    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    for section, values in sections.items():
-        params[section].update(values)
-    (cwd / "params.yaml").write_text(yaml.safe_dump(params))
+def run_stage(stage: str, cwd: Path, changes: dict | None = None) -> subprocess.CompletedProcess[str]:
+    write_params(cwd, changes or {})
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
     return subprocess.run(
         [sys.executable, str(REPO_ROOT / "stages" / f"{stage}.py")],
@@ -41,29 +37,29 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: st
 @pytest.mark.parametrize(
     ("stage", "change", "fragments"),
     [
-        ("download", {"download": {"retries": 0}}, ["download.retries must be >= 1"]),
+        ("download", {"download.retries": 0}, ["download.retries must be >= 1"]),
         (
             "preprocess",
-            {"preprocess": {"val_fraction": 1.5}},
+            {"preprocess.val_fraction": 1.5},
             ["preprocess.val_fraction must be between 0 and 1"],
         ),
         (
             "train",
-            {"train": {"learnig_rate": 0.01}},
+            {"train.learnig_rate": 0.01},
             ["unknown key 'train.learnig_rate'", "train.learning_rate"],
         ),
-        ("train", {"train": {"batch_size": "32"}}, ["train.batch_size must be an integer"]),
+        ("train", {"train.batch_size": "32"}, ["train.batch_size must be an integer"]),
     ],
 )
 def test_bad_params_stop_the_stage_before_any_work(
     tmp_path: Path, stage: str, change: dict, fragments: list[str]
 ) -> None:
-    assert_one_line_error(run_stage(stage, tmp_path, **change), *fragments)
+    assert_one_line_error(run_stage(stage, tmp_path, change), *fragments)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
 def test_download_with_no_usable_source_leaves_no_data(tmp_path: Path) -> None:
-    proc = run_stage("download", tmp_path, download={"sources": [str(tmp_path / "nowhere")]})
+    proc = run_stage("download", tmp_path, {"download.sources": [str(tmp_path / "nowhere")]})
     assert_one_line_error(
         proc, "no source supplied a valid train-images-idx3-ubyte", "apt-get install dataset-fashion-mnist"
     )

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import keras
@@ -8,13 +9,13 @@ from fmnist_dvc.models import build_mlp
 from fmnist_dvc.params import TrainParams, load_section
 from fmnist_dvc.prepare import prepare
 from fmnist_dvc.training import lr_schedule, train
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, write_params
 
 SEED = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
 
 
 def test_seed_mlp_has_the_exact_layers_and_308554_parameters() -> None:
-    model = build_mlp(SEED.hidden_units, SEED.dropout)
+    model = build_mlp(SEED.mlp.hidden_units, SEED.mlp.dropout)
     assert model.count_params() == 308_554
     kinds = [
         (type(layer).__name__, getattr(layer, "units", None) or getattr(layer, "rate", None))
@@ -56,8 +57,7 @@ def prepared(small_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 def _quick_params(**overrides: object) -> TrainParams:
-    values = {**SEED.__dict__, "epochs": 3, "lr_drop_epoch": 1, "batch_size": 64, **overrides}
-    return TrainParams(**values)
+    return dataclasses.replace(SEED, **{"epochs": 3, "lr_drop_epoch": 1, "batch_size": 64, **overrides})
 
 
 def _tsv(path: Path) -> list[float]:
@@ -90,3 +90,40 @@ def test_same_seed_gives_identical_model_files_and_logs(prepared: Path, tmp_path
     for tsv in sorted((tmp_path / "live_a").rglob("*.tsv")):
         twin = tmp_path / "live_b" / tsv.relative_to(tmp_path / "live_a")
         assert tsv.read_bytes() == twin.read_bytes()
+
+
+def test_cnn_with_one_cycle_adamw_smoothing_and_augmentation_trains_reproducibly(
+    prepared: Path, tmp_path: Path
+) -> None:
+    params = load_section(
+        "train",
+        TrainParams,
+        write_params(
+            tmp_path,
+            {
+                "train.model": "cnn",
+                "train.cnn.blocks": [[8], [16]],
+                "train.optimizer": "adamw",
+                "train.weight_decay": 0.01,
+                "train.schedule": "one_cycle",
+                "train.learning_rate": 0.003,
+                "train.warmup_fraction": 0.3,
+                "train.label_smoothing": 0.1,
+                "train.epochs": 3,
+                "train.batch_size": 64,
+                "train.augment.flip.enabled": True,
+                "train.augment.translate.enabled": True,
+                "train.augment.erase.enabled": True,
+                "train.augment.zoom.enabled": True,
+            },
+        ),
+    )
+    for run in ("a", "b"):
+        keras.backend.clear_session()
+        model = train(params, 3, prepared, tmp_path / run, tmp_path / f"live_{run}")
+    assert model.name == "cnn" and any(isinstance(layer, keras.layers.Conv2D) for layer in model.layers)
+    assert (tmp_path / "a" / "model.keras").read_bytes() == (tmp_path / "b" / "model.keras").read_bytes()
+    lr = _tsv(tmp_path / "live_a" / "plots" / "metrics" / "train" / "learning_rate.tsv")
+    # 13 steps an epoch, 39 in all, 11 of warm-up: up to the peak, then cosine down.
+    assert lr[0] > 0.003 / 25 and max(lr) <= 0.003 and lr[2] < lr[1]
+    assert load_model(tmp_path / "a" / "model.keras").count_params() == model.count_params()

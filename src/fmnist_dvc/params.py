@@ -51,36 +51,155 @@ class PreprocessParams:
             )
 
 
+MODELS = ("mlp", "cnn")
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("step", "one_cycle", "cosine")
+
+
 @dataclass(frozen=True)
-class TrainParams:
+class MlpParams:
     hidden_units: list[int]
     dropout: float
+
+    def check(self) -> None:
+        _require(
+            len(self.hidden_units) > 0 and all(u >= 1 for u in self.hidden_units),
+            "train.mlp.hidden_units",
+            "must be a non-empty list of positive integers",
+            self.hidden_units,
+        )
+        _require(0 <= self.dropout < 1, "train.mlp.dropout", "must be in [0, 1)", self.dropout)
+
+
+@dataclass(frozen=True)
+class CnnParams:
+    blocks: list[list[int]]
+    kernel_size: int
+    batch_norm: bool
+    dense_units: list[int]
+    dropout: float
+
+    def check(self) -> None:
+        _require(
+            len(self.blocks) > 0 and all(len(b) > 0 and min(b) >= 1 for b in self.blocks),
+            "train.cnn.blocks",
+            "must be a non-empty list of non-empty lists of filter counts",
+            self.blocks,
+        )
+        _require(
+            len(self.blocks) <= 3,
+            "train.cnn.blocks",
+            "may hold at most 3 blocks (28x28 images halve to 7x7 after two poolings)",
+            self.blocks,
+        )
+        _require(
+            self.kernel_size in (1, 3, 5, 7),
+            "train.cnn.kernel_size",
+            "must be 1, 3, 5 or 7",
+            self.kernel_size,
+        )
+        _require(
+            all(u >= 1 for u in self.dense_units),
+            "train.cnn.dense_units",
+            "must list positive integers",
+            self.dense_units,
+        )
+        _require(0 <= self.dropout < 1, "train.cnn.dropout", "must be in [0, 1)", self.dropout)
+
+
+@dataclass(frozen=True)
+class FlipParams:
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class TranslateParams:
+    enabled: bool
+    pixels: int
+
+    def check(self) -> None:
+        _require(0 <= self.pixels <= 8, "train.augment.translate.pixels", "must be in 0-8", self.pixels)
+
+
+@dataclass(frozen=True)
+class EraseParams:
+    enabled: bool
+    size: int
+    probability: float
+
+    def check(self) -> None:
+        _require(1 <= self.size <= 28, "train.augment.erase.size", "must be in 1-28", self.size)
+        _require(
+            0 <= self.probability <= 1,
+            "train.augment.erase.probability",
+            "must be in [0, 1]",
+            self.probability,
+        )
+
+
+@dataclass(frozen=True)
+class ZoomParams:
+    enabled: bool
+    factor: float
+
+    def check(self) -> None:
+        _require(0 <= self.factor < 0.5, "train.augment.zoom.factor", "must be in [0, 0.5)", self.factor)
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    flip: FlipParams
+    translate: TranslateParams
+    erase: EraseParams
+    zoom: ZoomParams
+
+    @property
+    def any_enabled(self) -> bool:
+        return any(getattr(self, f.name).enabled for f in dataclasses.fields(self))
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    model: str
+    mlp: MlpParams
+    cnn: CnnParams
+    augment: AugmentParams
+    optimizer: str
     learning_rate: float
+    weight_decay: float
+    schedule: str
     lr_drop_epoch: int
     lr_drop_factor: float
+    warmup_fraction: float
+    label_smoothing: float
     epochs: int
     batch_size: int
     patience: int
 
     def check(self) -> None:
-        _require(
-            len(self.hidden_units) > 0 and all(u >= 1 for u in self.hidden_units),
-            "train.hidden_units",
-            "must be a non-empty list of positive integers",
-            self.hidden_units,
-        )
-        _require(0 <= self.dropout < 1, "train.dropout", "must be in [0, 1)", self.dropout)
+        _require_choice("train.model", self.model, MODELS)
+        _require_choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        _require_choice("train.schedule", self.schedule, SCHEDULES)
         _require(self.learning_rate > 0, "train.learning_rate", "must be > 0", self.learning_rate)
+        _require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0", self.weight_decay)
+        _require(self.optimizer == "adamw" or self.weight_decay == 0, "train.weight_decay",
+                 "applies only to optimizer adamw; set it to 0 or choose adamw", self.weight_decay)
         _require(self.lr_drop_epoch >= 0, "train.lr_drop_epoch", "must be >= 0", self.lr_drop_epoch)
         _require(
             0 < self.lr_drop_factor <= 1, "train.lr_drop_factor", "must be in (0, 1]", self.lr_drop_factor
+        )
+        _require(
+            0 <= self.warmup_fraction < 1, "train.warmup_fraction", "must be in [0, 1)", self.warmup_fraction
+        )
+        _require(
+            0 <= self.label_smoothing < 1, "train.label_smoothing", "must be in [0, 1)", self.label_smoothing
         )
         _require(self.epochs >= 1, "train.epochs", "must be >= 1", self.epochs)
         _require(self.batch_size >= 1, "train.batch_size", "must be >= 1", self.batch_size)
         _require(self.patience >= 1, "train.patience", "must be >= 1", self.patience)
 
 
-Section = TypeVar("Section", DownloadParams, PreprocessParams, TrainParams)
+Section = TypeVar("Section")
 
 
 def _require(ok: bool, key: str, rule: str, value: Any = dataclasses.MISSING) -> None:
@@ -110,6 +229,13 @@ def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
     return data
 
 
+def _require_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise PipelineError(
+            f"params.yaml: {key} is {value!r}, not one of the valid choices: {', '.join(choices)}."
+        )
+
+
 def load_seed(path: Path = PARAMS_FILE) -> int:
     """The one top-level seed every random choice derives from."""
     data = read_params(path)
@@ -123,28 +249,38 @@ def load_seed(path: Path = PARAMS_FILE) -> int:
 
 def load_section(name: str, cls: type[Section], path: Path = PARAMS_FILE) -> Section:
     """Read one section into its dataclass: unknown, missing or mistyped keys are errors."""
-    data = read_params(path)
-    raw = data.get(name)
+    return _build(cls, read_params(path).get(name), name, path)
+
+
+def _build(cls: type[Section], raw: Any, prefix: str, path: Path) -> Section:
+    """Fill `cls` from a mapping, recursing into nested dataclass fields (train.cnn, ...)."""
     if not isinstance(raw, dict):
-        raise PipelineError(f"{path}: section '{name}:' is missing or not a mapping.")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+        raise PipelineError(f"{path}: '{prefix}:' is missing or not a mapping.")
+    fields = [f.name for f in dataclasses.fields(cls)]
     hints = typing.get_type_hints(cls)
     for key in raw:
         if key not in fields:
             near = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f"did you mean '{name}.{near[0]}'?" if near else f"valid keys: {', '.join(fields)}."
-            raise PipelineError(f"{path}: unknown key '{name}.{key}'; {hint}")
+            guess = f"did you mean '{prefix}.{near[0]}'? " if near else ""
+            raise PipelineError(
+                f"{path}: unknown key '{prefix}.{key}'; {guess}valid keys: {', '.join(fields)}."
+            )
+    values = {}
     for key in fields:
         if key not in raw:
-            raise PipelineError(f"{path}: key '{name}.{key}' is missing; add it to params.yaml.")
-        value = raw[key]
+            raise PipelineError(f"{path}: key '{prefix}.{key}' is missing; add it to params.yaml.")
+        value, hint = raw[key], hints[key]
+        if dataclasses.is_dataclass(hint):
+            values[key] = _build(hint, value, f"{prefix}.{key}", path)
+            continue
         if isinstance(value, float) and not math.isfinite(value):
-            raise PipelineError(f"{path}: {name}.{key} must be a finite number (got {value!r}).")
-        if not _matches(value, hints[key]):
-            raise PipelineError(f"{path}: {name}.{key} must be {_describe(hints[key])} (got {raw[key]!r}).")
-    values = {k: float(v) if hints[k] is float else v for k, v in raw.items()}
+            raise PipelineError(f"{path}: {prefix}.{key} must be a finite number (got {value!r}).")
+        if not _matches(value, hint):
+            raise PipelineError(f"{path}: {prefix}.{key} must be {_describe(hint)} (got {value!r}).")
+        values[key] = float(value) if hint is float else value
     section = cls(**values)
-    section.check()
+    if hasattr(section, "check"):
+        section.check()
     return section
 
 
@@ -171,5 +307,5 @@ def _describe(hint: Any) -> str:
     if origin is list:
         plural = {int: "integers", float: "numbers", str: "strings"}
         return f"a list of {plural.get(typing.get_args(hint)[0], 'values')}"
-    names = {int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
     return names.get(hint, str(hint))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from functools import partial
 from pathlib import Path
@@ -14,7 +15,7 @@ from dvclive.keras import DVCLiveCallback
 from fmnist_dvc.atomic import atomic_dir
 from fmnist_dvc.dataset import make_dataset
 from fmnist_dvc.model_io import save_model
-from fmnist_dvc.models import build_mlp
+from fmnist_dvc.models import build_model
 from fmnist_dvc.params import TrainParams
 from fmnist_dvc.prepare import load_split
 
@@ -30,12 +31,45 @@ def lr_schedule(epoch: int, base_lr: float, drop_epoch: int, drop_factor: float)
     return base_lr if epoch < drop_epoch else base_lr * drop_factor
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> None:
+def learning_rate(
+    params: TrainParams, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The optimizer's learning rate: a constant for the step schedule (a callback changes it
+    per epoch), or a per-step schedule: one-cycle (linear warm-up from 1/25 of the peak over
+    `warmup_fraction` of all steps, then cosine down to 0) or plain cosine decay."""
+    if params.schedule == "step":
+        return params.learning_rate
+    total = params.epochs * steps_per_epoch
+    if params.schedule == "one_cycle":
+        warmup = int(total * params.warmup_fraction)
+        return keras.optimizers.schedules.CosineDecay(
+            params.learning_rate / 25,
+            decay_steps=total - warmup,
+            warmup_target=params.learning_rate,
+            warmup_steps=warmup,
+        )
+    return keras.optimizers.schedules.CosineDecay(params.learning_rate, decay_steps=total)
+
+
+def compile_model(model: keras.Model, params: TrainParams, steps_per_epoch: int) -> None:
+    lr = learning_rate(params, steps_per_epoch)
+    if params.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=params.weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate=lr)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss="categorical_crossentropy",
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
         metrics=["accuracy"],
     )
+
+
+class LogLearningRate(keras.callbacks.Callback):
+    """Put the learning rate in each epoch's logs (dvclive plots it), whatever the schedule."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
 def train(params: TrainParams, seed: int, data_dir: Path, model_dir: Path, live_dir: Path) -> keras.Model:
@@ -47,25 +81,28 @@ def train(params: TrainParams, seed: int, data_dir: Path, model_dir: Path, live_
     set_seed(seed)
     x_train, y_train = load_split(data_dir, "train")
     x_val, y_val = load_split(data_dir, "val")
-    train_ds = make_dataset(x_train, y_train, params.batch_size, shuffle_seed=seed)
+    train_ds = make_dataset(x_train, y_train, params.batch_size, shuffle_seed=seed, augment=params.augment)
     val_ds = make_dataset(x_val, y_val, params.batch_size)
 
-    model = build_mlp(params.hidden_units, params.dropout)
-    compile_model(model, params.learning_rate)
-    schedule = partial(
-        lr_schedule,
-        base_lr=params.learning_rate,
-        drop_epoch=params.lr_drop_epoch,
-        drop_factor=params.lr_drop_factor,
-    )
+    model = build_model(params)
+    compile_model(model, params, steps_per_epoch=math.ceil(len(y_train) / params.batch_size))
+    callbacks: list[keras.callbacks.Callback] = []
+    if params.schedule == "step":
+        schedule = partial(
+            lr_schedule,
+            base_lr=params.learning_rate,
+            drop_epoch=params.lr_drop_epoch,
+            drop_factor=params.lr_drop_factor,
+        )
+        callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, _lr: schedule(epoch)))
     with atomic_dir(live_dir) as tmp:
         live = Live(dir=str(tmp), dvcyaml=False, save_dvc_exp=False, report=None)
-        callbacks = [
-            keras.callbacks.LearningRateScheduler(lambda epoch, _lr: schedule(epoch)),
+        callbacks += [
             keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=params.patience, restore_best_weights=True, verbose=1
             ),
-            DVCLiveCallback(live=live),
+            LogLearningRate(),
+            DVCLiveCallback(live=live),  # last: it logs what the callbacks before it added
         ]
         model.fit(
             train_ds,

@@ -1,0 +1,74 @@
+"""Named parameter sets (presets/*.yaml) turned into `dvc exp run -S` arguments.
+
+A preset holds only the keys it changes, nested as in params.yaml. Running it through
+`dvc exp run` (not by editing params.yaml) keeps every preset run a DVC experiment whose
+params and metrics `dvc exp show` lists side by side.
+
+Usage: python -m fmnist_dvc.presets args presets/cnn-fast.yaml
+       python -m fmnist_dvc.presets run presets/cnn-fast.yaml [dvc exp run options...]
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fmnist_dvc.errors import PipelineError
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"cnn": {"dropout": 0.3}}} -> {"train.cnn.dropout": 0.3}; lists stay whole."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def set_args(preset: Path) -> list[str]:
+    """`-S key=value` pairs; values in compact JSON, which DVC reads back as YAML."""
+    try:
+        tree = yaml.safe_load(Path(preset).read_text())
+    except FileNotFoundError:
+        raise PipelineError(f"{preset} not found; presets live in presets/*.yaml.") from None
+    except yaml.YAMLError:
+        raise PipelineError(f"{preset} is not valid YAML; fix its syntax.") from None
+    if not isinstance(tree, dict):
+        raise PipelineError(f"{preset} must be a mapping like params.yaml.")
+    args = []
+    for key, value in flatten(tree).items():
+        args += ["-S", f"{key}={json.dumps(value, separators=(',', ':'))}"]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) < 2 or args[0] not in ("args", "run"):
+        print(__doc__.strip().splitlines()[-2].strip(), file=sys.stderr)
+        return 2
+    try:
+        s_args = set_args(Path(args[1]))
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args[0] == "args":
+        print("\n".join(s_args))
+        return 0
+    dvc = shutil.which("dvc")
+    if dvc is None:
+        print("error: dvc not found on PATH; activate the project's environment (.venv).", file=sys.stderr)
+        return 1
+    return subprocess.run([dvc, "exp", "run", *s_args, *args[2:]], check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Augmentation ops on real test images: what each one does, and that seeds make it repeatable."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fmnist_dvc.augment import augment_batch, random_erase, random_flip, random_translate, random_zoom
+from fmnist_dvc.dataset import make_dataset
+from fmnist_dvc.idx import read_pair
+from fmnist_dvc.params import TrainParams, load_section
+from tests.conftest import write_params
+
+SEED = tf.constant([7, 11], tf.int64)
+
+
+@pytest.fixture(scope="module")
+def batch(small_raw_dir: Path) -> tf.Tensor:
+    images, _ = read_pair(small_raw_dir / "t10k-images-idx3-ubyte", small_raw_dir / "t10k-labels-idx1-ubyte")
+    return tf.constant(images[:64], tf.float32) / 255.0
+
+
+def test_flip_mirrors_about_half_and_leaves_the_rest(batch: tf.Tensor) -> None:
+    out = random_flip(batch, SEED).numpy()
+    mirrored = [np.array_equal(o, b[:, ::-1]) for o, b in zip(out, batch.numpy(), strict=True)]
+    kept = [np.array_equal(o, b) for o, b in zip(out, batch.numpy(), strict=True)]
+    assert all(m or k for m, k in zip(mirrored, kept, strict=True))
+    assert 16 <= sum(mirrored) <= 48
+
+
+def test_translate_shifts_each_image_by_at_most_the_limit(batch: tf.Tensor) -> None:
+    out = random_translate(batch, SEED, 2).numpy()
+    assert out.shape == (64, 28, 28)
+    shifts = set()
+    for o, b in zip(out, batch.numpy(), strict=True):
+        matches = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if np.array_equal(o, np.roll(np.pad(b, 2), (dy, dx), axis=(0, 1))[2:-2, 2:-2])
+        ]
+        assert matches, "every output must be its input shifted by at most 2 pixels"
+        shifts.add(matches[0])
+    assert len(shifts) > 5  # offsets differ from image to image
+
+
+def test_erase_blacks_out_one_square_on_about_half(batch: tf.Tensor) -> None:
+    out = random_erase(batch, SEED, size=8, probability=0.5).numpy()
+    changed = [not np.array_equal(o, b) for o, b in zip(out, batch.numpy(), strict=True)]
+    assert 16 <= sum(changed) <= 48
+    diff = out != batch.numpy()
+    assert diff.sum(axis=(1, 2)).max() <= 64  # never more than one 8x8 square
+    assert (out[diff] == 0).all()
+
+
+def test_zoom_keeps_shape_and_range(batch: tf.Tensor) -> None:
+    out = random_zoom(batch, SEED, 0.2).numpy()
+    assert out.shape == (64, 28, 28) and out.min() >= 0 and out.max() <= 1.0 + 1e-6
+    assert not np.allclose(out, batch.numpy())
+
+
+def test_same_seed_same_batch_other_seed_other_batch(batch: tf.Tensor, tmp_path: Path) -> None:
+    params = load_section(
+        "train",
+        TrainParams,
+        write_params(
+            tmp_path, {f"train.augment.{op}.enabled": True for op in ("flip", "translate", "erase", "zoom")}
+        ),
+    ).augment
+    a = augment_batch(batch, SEED, params).numpy()
+    b = augment_batch(batch, SEED, params).numpy()
+    c = augment_batch(batch, tf.constant([7, 12], tf.int64), params).numpy()
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_only_training_batches_are_augmented(small_raw_dir: Path, tmp_path: Path) -> None:
+    images, labels = read_pair(
+        small_raw_dir / "t10k-images-idx3-ubyte", small_raw_dir / "t10k-labels-idx1-ubyte"
+    )
+    augment = load_section(
+        "train", TrainParams, write_params(tmp_path, {"train.augment.flip.enabled": True})
+    ).augment
+    plain = np.concatenate([x for x, _ in make_dataset(images, labels, 100).as_numpy_iterator()])
+    assert np.array_equal(plain, images / np.float32(255))  # evaluation data: untouched, in order
+    first = [x for x, _ in make_dataset(images, labels, 100, shuffle_seed=1, augment=augment)]
+    again = [x for x, _ in make_dataset(images, labels, 100, shuffle_seed=1, augment=augment)]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
