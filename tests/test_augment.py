@@ -83,6 +83,16 @@ def test_only_training_batches_are_augmented(small_raw_dir: Path, tmp_path: Path
     ).augment
     plain = np.concatenate([x for x, _ in make_dataset(images, labels, 100).as_numpy_iterator()])
     assert np.array_equal(plain, images / np.float32(255))  # evaluation data: untouched, in order
-    first = [x for x, _ in make_dataset(images, labels, 100, shuffle_seed=1, augment=augment)]
+    ds = make_dataset(images, labels, 100, shuffle_seed=1, augment=augment)
+    epoch1, epoch2 = ([x for x, _ in ds.as_numpy_iterator()] for _ in range(2))
     again = [x for x, _ in make_dataset(images, labels, 100, shuffle_seed=1, augment=augment)]
-    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    plain_shuffled = [x for x, _ in make_dataset(images, labels, 100, shuffle_seed=1)]
+    assert all(np.array_equal(a, b) for a, b in zip(epoch1, again, strict=True))  # same run, same batches
+    assert not all(np.array_equal(a, b) for a, b in zip(epoch1, epoch2, strict=True))  # new each epoch
+    # Same order, some images mirrored: augmentation really ran on the training batches.
+    flipped = [
+        np.array_equal(a, b[:, ::-1]) and not np.array_equal(a, b)
+        for x, p in zip(epoch1, plain_shuffled, strict=True)
+        for a, b in zip(x, p, strict=True)
+    ]
+    assert 100 < sum(flipped) < 400

@@ -15,7 +15,7 @@ def test_default_cnn_is_the_280k_conv_bn_relu_net() -> None:
     assert all(c.kernel_size == (3, 3) and not c.use_bias for c in convs)  # BN follows each
     assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers) == 5
     assert sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers) == 2
-    # Convolutions 277,056 + batch norm 1,664 (4 per channel) + Dense 1,290 (128 x 10 + 10).
+    # Convolutions 276,768 + batch norm 1,664 (4 per channel) + Dense 1,290 (128 x 10 + 10).
     assert model.count_params() == 279_722
     assert model.output_shape == (None, 10)
 

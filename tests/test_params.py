@@ -89,10 +89,18 @@ def test_out_of_range_values_are_refused(tmp_path: Path, key: str, value: object
         load_section(section, SECTIONS[section], path)
 
 
-def test_unknown_model_names_the_valid_choices(tmp_path: Path) -> None:
-    path = write_params(tmp_path, {"train.model": "resnet"})
+@pytest.mark.parametrize(
+    ("key", "value", "choices"),
+    [
+        ("model", "resnet", "mlp, cnn"),
+        ("optimizer", "sgd", "adam, adamw"),
+        ("schedule", "linear", "step, one_cycle, cosine"),
+    ],
+)
+def test_unknown_names_list_the_valid_choices(tmp_path: Path, key: str, value: str, choices: str) -> None:
+    path = write_params(tmp_path, {f"train.{key}": value})
     with pytest.raises(
-        PipelineError, match=r"train\.model is 'resnet', not one of the valid choices: mlp, cnn\.$"
+        PipelineError, match=rf"train\.{key} is '{value}', not one of the valid choices: {choices}\.$"
     ):
         load_section("train", TrainParams, path)
 
@@ -142,3 +150,18 @@ def test_infinite_values_are_refused(tmp_path: Path) -> None:
     path = write_params(tmp_path, {"download.timeout": float("inf")})
     with pytest.raises(PipelineError, match=r"download.timeout must be a finite number"):
         load_section("download", DownloadParams, path)
+
+
+def test_yaml_1_2_exponent_floats_as_dvc_writes_them(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        (REPO_ROOT / "params.yaml").read_text().replace("weight_decay: 0.0 ", "weight_decay: 1e-05 ")
+    )
+    path.write_text(path.read_text().replace("optimizer: adam ", "optimizer: adamw "))
+    assert load_section("train", TrainParams, path).weight_decay == 1e-05
+
+
+def test_nested_list_type_error_says_list_of_lists(tmp_path: Path) -> None:
+    path = write_params(tmp_path, {"train.cnn.blocks": [32, 64]})
+    with pytest.raises(PipelineError, match=r"train\.cnn\.blocks must be a list of lists of integers"):
+        load_section("train", TrainParams, path)

@@ -235,6 +235,6 @@ def test_queued_sweep_runs_each_experiment_with_its_own_metrics(project: dict) -
         for r in runs
     }
     assert accuracies["mlp"] != accuracies["cnn"]
-    assert accuracies["mlp"] > 0.5 and 0 <= accuracies["cnn"] <= 1  # 1 epoch: the CNN's BN is barely warm
+    assert accuracies["mlp"] > 0.5  # (after 1 epoch the CNN's batch-norm statistics are barely warm)
     table = dvc("exp", "show", "--md", cwd=repo).stdout
     assert "test.accuracy" in table and "train.model" in table

@@ -49,6 +49,12 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: st
             ["unknown key 'train.learnig_rate'", "train.learning_rate"],
         ),
         ("train", {"train.batch_size": "32"}, ["train.batch_size must be an integer"]),
+        ("train", {"train.model": "resnet"}, ["train.model is 'resnet'", "valid choices: mlp, cnn"]),
+        (
+            "train",
+            {"train.augment.rotate": {"enabled": True}},
+            ["unknown key 'train.augment.rotate'", "flip"],
+        ),
     ],
 )
 def test_bad_params_stop_the_stage_before_any_work(

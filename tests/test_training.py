@@ -1,4 +1,5 @@
 import dataclasses
+import itertools
 from pathlib import Path
 
 import keras
@@ -8,7 +9,7 @@ from fmnist_dvc.model_io import load_model
 from fmnist_dvc.models import build_mlp
 from fmnist_dvc.params import TrainParams, load_section
 from fmnist_dvc.prepare import prepare
-from fmnist_dvc.training import lr_schedule, train
+from fmnist_dvc.training import learning_rate, lr_schedule, train
 from tests.conftest import REPO_ROOT, write_params
 
 SEED = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
@@ -123,7 +124,13 @@ def test_cnn_with_one_cycle_adamw_smoothing_and_augmentation_trains_reproducibly
         model = train(params, 3, prepared, tmp_path / run, tmp_path / f"live_{run}")
     assert model.name == "cnn" and any(isinstance(layer, keras.layers.Conv2D) for layer in model.layers)
     assert (tmp_path / "a" / "model.keras").read_bytes() == (tmp_path / "b" / "model.keras").read_bytes()
-    lr = _tsv(tmp_path / "live_a" / "plots" / "metrics" / "train" / "learning_rate.tsv")
-    # 13 steps an epoch, 39 in all, 11 of warm-up: up to the peak, then cosine down.
-    assert lr[0] > 0.003 / 25 and max(lr) <= 0.003 and lr[2] < lr[1]
+    # 800 images at batch 64: 13 steps an epoch, 39 in all, 11 of them warm-up.
+    schedule = learning_rate(params, steps_per_epoch=13)
+    rate = [float(schedule(step)) for step in range(40)]
+    assert rate[0] == pytest.approx(0.003 / 25)
+    assert rate[5] == pytest.approx(0.003 / 25 + (0.003 - 0.003 / 25) * 5 / 11)  # linear warm-up
+    assert max(rate) == pytest.approx(0.003) and rate.index(max(rate)) == 11
+    assert all(a >= b for a, b in itertools.pairwise(rate[11:])) and rate[39] == pytest.approx(0)
+    logged = _tsv(tmp_path / "live_a" / "plots" / "metrics" / "train" / "learning_rate.tsv")
+    assert logged == pytest.approx([rate[0], rate[13], rate[26]], rel=1e-5)  # where each epoch began
     assert load_model(tmp_path / "a" / "model.keras").count_params() == model.count_params()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -16,6 +17,18 @@ import yaml
 from fmnist_dvc.errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where 1e-05 (no dot) is a string; DVC's `-S` writes YAML 1.2,
+    where it is a float. Read such numbers as floats."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 @dataclass(frozen=True)
@@ -182,8 +195,12 @@ class TrainParams:
         _require_choice("train.schedule", self.schedule, SCHEDULES)
         _require(self.learning_rate > 0, "train.learning_rate", "must be > 0", self.learning_rate)
         _require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0", self.weight_decay)
-        _require(self.optimizer == "adamw" or self.weight_decay == 0, "train.weight_decay",
-                 "applies only to optimizer adamw; set it to 0 or choose adamw", self.weight_decay)
+        _require(
+            self.optimizer == "adamw" or self.weight_decay == 0,
+            "train.weight_decay",
+            "applies only to optimizer adamw; set it to 0 or choose adamw",
+            self.weight_decay,
+        )
         _require(self.lr_drop_epoch >= 0, "train.lr_drop_epoch", "must be >= 0", self.lr_drop_epoch)
         _require(
             0 < self.lr_drop_factor <= 1, "train.lr_drop_factor", "must be in (0, 1]", self.lr_drop_factor
@@ -219,7 +236,7 @@ def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise PipelineError(f"{path} cannot be read ({exc}); check the file.") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -300,12 +317,18 @@ def _matches(value: Any, hint: Any) -> bool:
     return isinstance(value, hint)
 
 
+def _plural(hint: Any) -> str:
+    return {int: "integers", float: "numbers", str: "strings"}.get(hint, "values")
+
+
 def _describe(hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(a) for a in typing.get_args(hint))
     if origin is list:
-        plural = {int: "integers", float: "numbers", str: "strings"}
-        return f"a list of {plural.get(typing.get_args(hint)[0], 'values')}"
+        item = typing.get_args(hint)[0]
+        if typing.get_origin(item) is list:
+            return f"a list of lists of {_plural(typing.get_args(item)[0])}"
+        return f"a list of {_plural(item)}"
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
     return names.get(hint, str(hint))

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from fmnist_dvc.errors import PipelineError
@@ -42,18 +43,29 @@ def set_args(preset: Path) -> list[str]:
         raise PipelineError(f"{preset} not found; presets live in presets/*.yaml.") from None
     except yaml.YAMLError:
         raise PipelineError(f"{preset} is not valid YAML; fix its syntax.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{preset} cannot be read ({exc}).") from None
     if not isinstance(tree, dict):
         raise PipelineError(f"{preset} must be a mapping like params.yaml.")
     args = []
     for key, value in flatten(tree).items():
-        args += ["-S", f"{key}={json.dumps(value, separators=(',', ':'))}"]
+        args += ["-S", f"{key}={_compact(value)}"]
     return args
+
+
+def _compact(value: Any) -> str:
+    """JSON without spaces (one shell word), floats in positional notation (5e-05 -> 0.00005)."""
+    if isinstance(value, float):
+        return np.format_float_positional(value, trim="-")
+    if isinstance(value, list):
+        return "[" + ",".join(_compact(v) for v in value) + "]"
+    return json.dumps(value)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) < 2 or args[0] not in ("args", "run"):
-        print(__doc__.strip().splitlines()[-2].strip(), file=sys.stderr)
+        print("\n".join(line.strip() for line in __doc__.strip().splitlines()[-2:]), file=sys.stderr)
         return 2
     try:
         s_args = set_args(Path(args[1]))

@@ -65,11 +65,18 @@ def compile_model(model: keras.Model, params: TrainParams, steps_per_epoch: int)
 
 
 class LogLearningRate(keras.callbacks.Callback):
-    """Put the learning rate in each epoch's logs (dvclive plots it), whatever the schedule."""
+    """Put the learning rate each epoch started with in its logs (dvclive plots it).
+
+    Read at the start of the epoch, after LearningRateScheduler set it: the step schedule's
+    rate for that epoch, or where a per-step schedule (one-cycle, cosine) began the epoch.
+    """
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None:
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            logs["learning_rate"] = self._rate
 
 
 def train(params: TrainParams, seed: int, data_dir: Path, model_dir: Path, live_dir: Path) -> keras.Model:
