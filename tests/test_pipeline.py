@@ -84,6 +84,10 @@ def project(tmp_path_factory: pytest.TempPathFactory, debian_dir: Path) -> dict:
     record["noop_kept_lock"] = (repo / "dvc.lock").read_bytes() == lock
     record["noop_kept_model"] = (repo / "models/model.keras").stat().st_mtime_ns == model_mtime
     record["status"] = dvc("status", cwd=repo).stdout
+    metrics = (repo / "metrics/evaluate.json").read_bytes()
+    record["forced"] = dvc("repro", "-f", cwd=repo).stdout
+    record["forced_same_lock"] = (repo / "dvc.lock").read_bytes() == lock
+    record["forced_same_metrics"] = (repo / "metrics/evaluate.json").read_bytes() == metrics
 
     run(["git", "checkout", "-qb", "short"], repo)
     set_params(repo, {"train.epochs": 1})
@@ -116,6 +120,40 @@ def test_second_repro_changes_nothing(project: dict) -> None:
     assert stages_run(project["noop"]) == []
     assert project["noop_kept_lock"] and project["noop_kept_model"]
     assert "Data and pipelines are up to date" in project["status"]
+
+
+def test_forced_rerun_reproduces_every_output_byte_for_byte(project: dict) -> None:
+    assert stages_run(project["forced"]) == ["download", "preprocess", "train", "evaluate"]
+    # dvc.lock holds the md5 of data/prepared, models/ and every metrics file.
+    assert project["forced_same_lock"] and project["forced_same_metrics"]
+
+
+def test_a_second_repro_at_the_same_time_is_refused(project: dict) -> None:
+    repo = project["repo"]
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    first = subprocess.Popen(
+        [str(BIN / "dvc"), "repro", "-f", "evaluate"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            not (repo / ".dvc/tmp/rwlock").exists()
+            or "evaluate" not in (repo / ".dvc/tmp/rwlock").read_text()
+        ):
+            assert first.poll() is None and time.monotonic() < deadline, "the first repro never took its lock"
+            time.sleep(0.1)
+        second = dvc("repro", cwd=repo, expect=255)  # DVC refuses: the outputs are locked
+        message = (second.stdout + second.stderr).lower()
+        assert "lock" in message or "busy" in message, message
+    finally:
+        out, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, out
+    assert "Data and pipelines are up to date" in dvc("status", cwd=repo).stdout
 
 
 def test_changing_epochs_reruns_only_train_and_evaluate(project: dict) -> None:
