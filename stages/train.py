@@ -8,6 +8,7 @@ from fmnist_dvc.params import TrainParams, load_section, load_seed
 PREPARED_DIR = Path("data/prepared")
 MODEL_DIR = Path("models")
 LIVE_DIR = Path("metrics/train")
+RESUME_DIR = Path("build/train-resume")  # not an output: DVC would delete it before a rerun
 
 
 def main() -> None:
@@ -15,7 +16,7 @@ def main() -> None:
     seed = load_seed()
     from fmnist_dvc.training import train  # TensorFlow loads only after params are valid
 
-    train(params, seed, PREPARED_DIR, MODEL_DIR, LIVE_DIR)
+    train(params, seed, PREPARED_DIR, MODEL_DIR, LIVE_DIR, snapshot_dir=RESUME_DIR)
     print(f"train: saved {MODEL_DIR / 'model.keras'}, per-epoch logs in {LIVE_DIR}/")
 
 

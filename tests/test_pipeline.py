@@ -9,66 +9,21 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fmnist_dvc.offline_plots import build_template
 from tests.browser import plots_without_chart, rendered_dom, script_errors
-from tests.conftest import REPO_ROOT, write_params
-
-BIN = Path(sys.executable).parent
-TEMPLATE = Path("build/plots-template.html")
-
-
-def run(cmd: list[str], cwd: Path, expect: int = 0) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",  # stages run `python`: this interpreter
-        "GIT_AUTHOR_NAME": "test",
-        "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "test",
-        "GIT_COMMITTER_EMAIL": "test@example.com",
-    }
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    assert proc.returncode == expect, (
-        f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
-    )
-    return proc
-
-
-def dvc(*args: str, cwd: Path, expect: int = 0) -> subprocess.CompletedProcess[str]:
-    return run([str(BIN / "dvc"), *args], cwd, expect)
-
-
-def stages_run(output: str) -> list[str]:
-    return re.findall(r"Running stage '(\w+)'", output)
-
-
-def set_params(repo: Path, changes: dict[str, object]) -> None:
-    write_params(repo, changes, base=repo / "params.yaml")
+from tests.dvcrepo import BIN, dvc, new_project, run, set_params, stages_run
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, debian_dir: Path) -> dict:
     """Branch main: a small run (2,000 images, 2 epochs); branch short: the same with 1 epoch."""
-    repo = tmp_path_factory.mktemp("e2e") / "repo"
-    listed = run(["git", "ls-files", "-co", "--exclude-standard"], REPO_ROOT).stdout.split()
-    for rel in listed:
-        if rel == "dvc.lock" or rel.startswith(("metrics/", "tests/")):
-            continue  # start from no results at all
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO_ROOT / rel, repo / rel)
-    if (REPO_ROOT / TEMPLATE).is_file():  # made by `make setup`; gitignored, so copy it
-        (repo / TEMPLATE).parent.mkdir()
-        shutil.copy2(REPO_ROOT / TEMPLATE, repo / TEMPLATE)
-    else:
-        build_template(repo / TEMPLATE)
+    repo = new_project(tmp_path_factory.mktemp("e2e") / "repo")
     set_params(repo, {"preprocess.train_limit": 2000, "train.epochs": 2})
     run(["git", "init", "-q", "-b", "main"], repo)
     run(["git", "add", "-A"], repo)

@@ -15,6 +15,9 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield a scratch directory that replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for kind in ("tmp", "old"):  # scratch left behind by a process killed mid-write
+        for stale in path.parent.glob(f".{path.name}.{kind}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     tmp.chmod(0o755)  # mkdtemp's 0700 would surprise anyone sharing the workspace
     try:

@@ -1,6 +1,8 @@
-"""The tf.data input pipeline shared by training and evaluation."""
+"""The tf.data input pipelines shared by training and evaluation."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -10,32 +12,60 @@ from fmnist_dvc.augment import augment_batch
 from fmnist_dvc.params import AugmentParams
 
 
-def make_dataset(
+def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
+    """Batches of (float32 in [0, 1], one-hot) in file order, for validation and evaluation.
+
+    Scaling per batch avoids a float32 copy of the whole set (188 MB for 60k images).
+    """
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+    return ds.map(_scale_and_encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def batches_per_epoch(num_images: int, batch_size: int) -> int:
+    return math.ceil(num_images / batch_size)
+
+
+def make_training_dataset(
     images: np.ndarray,
     labels: np.ndarray,
     batch_size: int,
-    shuffle_seed: int | None = None,
+    seed: int,
+    epochs: int,
+    first_epoch: int = 0,
     augment: AugmentParams | None = None,
 ) -> tf.data.Dataset:
-    """Batches of (float32 in [0, 1], one-hot) built from uint8, scaled per batch.
+    """Shuffled (and optionally augmented) batches for epochs `first_epoch`..`epochs - 1`, back to back.
 
-    Scaling per batch avoids a float32 copy of the whole set (188 MB for 60k images).
-    Augmentation, when given, needs `shuffle_seed`: it is for training batches only.
+    Each epoch's order and each batch's augmentation come from stateless ops keyed by
+    (seed, epoch, batch), not from a generator that advances as it is used: epoch 7 looks the
+    same whether training started at epoch 0 or resumed at epoch 5 after a crash. Pass
+    `batches_per_epoch(len(labels), batch_size)` as `steps_per_epoch` to `fit` with this dataset.
     """
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(_scale_and_encode, num_parallel_calls=tf.data.AUTOTUNE)
-    if augment is not None and augment.any_enabled:
-        if shuffle_seed is None:
-            raise ValueError("augmentation is for shuffled training batches: pass shuffle_seed")
-        # One seed pair per batch; new pairs each epoch, the same pairs on every run.
-        seeds = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(
-            lambda batch, seed: (augment_batch(batch[0], seed, augment), batch[1]),
-            num_parallel_calls=tf.data.AUTOTUNE,
+    n = len(labels)
+    images_t, labels_t = tf.constant(images), tf.constant(labels)
+    key = tf.constant([seed, 0], tf.int64)
+
+    def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
+        epoch_key = tf.random.experimental.stateless_fold_in(key, epoch)
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), tf.random.experimental.stateless_fold_in(epoch_key, 0)
         )
-    return ds.prefetch(tf.data.AUTOTUNE)
+        batch_keys = tf.random.experimental.stateless_fold_in(epoch_key, 1)
+        return (
+            tf.data.Dataset.from_tensor_slices(order)
+            .batch(batch_size)
+            .enumerate()
+            .map(lambda i, idx: (idx, tf.random.experimental.stateless_fold_in(batch_keys, i)))
+        )
+
+    def load(idx: tf.Tensor, batch_key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x, y = _scale_and_encode(tf.gather(images_t, idx), tf.gather(labels_t, idx))
+        if augment is not None and augment.any_enabled:
+            x = augment_batch(x, batch_key, augment)
+        return x, y
+
+    ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
+    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def _scale_and_encode(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import math
+import shutil
 import sys
+import tempfile
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -13,11 +15,12 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
 from fmnist_dvc.atomic import atomic_dir
-from fmnist_dvc.dataset import make_dataset
+from fmnist_dvc.dataset import batches_per_epoch, make_dataset, make_training_dataset
 from fmnist_dvc.model_io import save_model
 from fmnist_dvc.models import build_model
 from fmnist_dvc.params import TrainParams
 from fmnist_dvc.prepare import load_split
+from fmnist_dvc.resume import EpochSnapshot, ResumableEarlyStopping, find_snapshot, fingerprint, restore
 
 
 def set_seed(seed: int) -> None:
@@ -79,45 +82,75 @@ class LogLearningRate(keras.callbacks.Callback):
             logs["learning_rate"] = self._rate
 
 
-def train(params: TrainParams, seed: int, data_dir: Path, model_dir: Path, live_dir: Path) -> keras.Model:
+def train(
+    params: TrainParams,
+    seed: int,
+    data_dir: Path,
+    model_dir: Path,
+    live_dir: Path,
+    snapshot_dir: Path | None = None,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> keras.Model:
     """Fit the model from params; write `model_dir/model.keras` and dvclive's per-epoch logs.
 
     dvclive logs training metrics as train/*, and Keras' val_* (the validation split) as
     eval/*. It declares nothing itself (dvcyaml=False): dvc.yaml owns every plot.
+    With `snapshot_dir`, each finished epoch is saved there and a killed run picks up after
+    the last one (see fmnist_dvc.resume); the directory is removed once the outputs are written.
     """
     set_seed(seed)
     x_train, y_train = load_split(data_dir, "train")
     x_val, y_val = load_split(data_dir, "val")
-    train_ds = make_dataset(x_train, y_train, params.batch_size, shuffle_seed=seed, augment=params.augment)
-    val_ds = make_dataset(x_val, y_val, params.batch_size)
-
+    steps = batches_per_epoch(len(y_train), params.batch_size)
     model = build_model(params)
-    compile_model(model, params, steps_per_epoch=math.ceil(len(y_train) / params.batch_size))
-    callbacks: list[keras.callbacks.Callback] = []
-    if params.schedule == "step":
-        schedule = partial(
-            lr_schedule,
-            base_lr=params.learning_rate,
-            drop_epoch=params.lr_drop_epoch,
-            drop_factor=params.lr_drop_factor,
+    compile_model(model, params, steps_per_epoch=steps)
+    run_id = fingerprint(params, seed, data_dir) if snapshot_dir is not None else ""
+    snapshot = find_snapshot(snapshot_dir, run_id) if snapshot_dir is not None else None
+
+    with tempfile.TemporaryDirectory(prefix="fmnist-live-") as work:
+        work_live = Path(work) / "live"
+        work_live.mkdir()
+        early_state, first_epoch, end_epoch = None, 0, params.epochs
+        if snapshot is not None:
+            early_state = restore(snapshot, model, work_live)
+            first_epoch = snapshot.epoch + 1
+            if snapshot.stop_training:  # early stopping had ended it: only the ending is left
+                end_epoch = first_epoch
+            print(f"train: resuming after epoch {first_epoch} of {params.epochs} from {snapshot_dir}/")
+        train_ds = make_training_dataset(
+            x_train, y_train, params.batch_size, seed, end_epoch, first_epoch, params.augment
         )
-        callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, _lr: schedule(epoch)))
-    with atomic_dir(live_dir) as tmp:
-        live = Live(dir=str(tmp), dvcyaml=False, save_dvc_exp=False, report=None)
-        callbacks += [
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=params.patience, restore_best_weights=True, verbose=1
-            ),
-            LogLearningRate(),
-            DVCLiveCallback(live=live),  # last: it logs what the callbacks before it added
-        ]
+        val_ds = make_dataset(x_val, y_val, params.batch_size)
+        callbacks: list[keras.callbacks.Callback] = []
+        if params.schedule == "step":
+            schedule = partial(
+                lr_schedule,
+                base_lr=params.learning_rate,
+                drop_epoch=params.lr_drop_epoch,
+                drop_factor=params.lr_drop_factor,
+            )
+            callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, _lr: schedule(epoch)))
+        live = Live(dir=str(work_live), dvcyaml=False, save_dvc_exp=False, report=None, resume=True)
+        live.step = first_epoch
+        early_stopping = ResumableEarlyStopping(
+            early_state, monitor="val_loss", patience=params.patience, restore_best_weights=True, verbose=1
+        )
+        callbacks += [early_stopping, LogLearningRate(), DVCLiveCallback(live=live)]
+        if snapshot_dir is not None:  # after dvclive: a snapshot holds the epoch's logs too
+            callbacks.append(EpochSnapshot(snapshot_dir, run_id, early_stopping, work_live))
         model.fit(
             train_ds,
             validation_data=val_ds,
-            epochs=params.epochs,
-            callbacks=callbacks,
+            initial_epoch=first_epoch,
+            epochs=end_epoch,
+            steps_per_epoch=steps,
             shuffle=False,  # the dataset shuffles itself, seeded
+            callbacks=[*callbacks, *extra_callbacks],
             verbose=1 if sys.stdout.isatty() else 2,  # a live bar in a terminal, a line per epoch in logs
         )
         save_model(model, Path(model_dir) / "model.keras")
+        with atomic_dir(live_dir) as tmp:
+            shutil.copytree(work_live, tmp, dirs_exist_ok=True)
+    if snapshot_dir is not None:
+        shutil.rmtree(snapshot_dir, ignore_errors=True)
     return model

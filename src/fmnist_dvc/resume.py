@@ -1,0 +1,146 @@
+"""Resume a killed training run from its last finished epoch, ending as if it was never stopped.
+
+After every epoch a snapshot replaces the previous one atomically: every model and optimizer
+variable (dropout's random-generator state included, which Keras' own weight files leave out),
+EarlyStopping's state and best weights, and dvclive's logs so far. The snapshot carries a
+fingerprint of everything that shapes the run (params, seed, prepared data, this package's code,
+library versions); a snapshot from any other run is ignored, never half-applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from fmnist_dvc.atomic import atomic_dir
+from fmnist_dvc.params import TrainParams
+
+STATE = "state.json"
+VARIABLES = "variables.npz"
+BEST = "best_weights.npz"
+LIVE = "live"
+_PACKAGE_DIR = Path(__file__).parent
+_EARLY_STOPPING_FIELDS = ("wait", "stopped_epoch", "best", "best_epoch")
+
+
+def fingerprint(params: TrainParams, seed: int, data_dir: Path) -> str:
+    """A digest of every input that shapes training: a snapshot is only valid for the same one."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"params": dataclasses.asdict(params), "seed": seed}, sort_keys=True).encode())
+    for package in ("tensorflow", "keras", "numpy"):
+        digest.update(f"{package}=={metadata.version(package)}".encode())
+    for path in sorted(Path(data_dir).glob("*.npy")) + sorted(_PACKAGE_DIR.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+@dataclass
+class Snapshot:
+    """What a resumed run starts from."""
+
+    epoch: int  # the last finished epoch, 0-based
+    stop_training: bool
+    early_stopping: dict[str, Any]
+    path: Path
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose counters and best weights survive a restart."""
+
+    def __init__(self, resume_state: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._resume_state = resume_state
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)  # resets every counter
+        if self._resume_state:
+            state = dict(self._resume_state)
+            self.best_weights = state.pop("best_weights", None)
+            for name in _EARLY_STOPPING_FIELDS:
+                setattr(self, name, state[name])
+
+    def state(self) -> dict[str, Any]:
+        best = None if self.best is None else float(self.best)  # JSON keeps a float exactly
+        return {"wait": int(self.wait), "stopped_epoch": int(self.stopped_epoch), "best": best,
+                "best_epoch": int(self.best_epoch)}
+
+
+class EpochSnapshot(keras.callbacks.Callback):
+    """Replace the snapshot in `path` after each epoch; must come after the callbacks it saves."""
+
+    def __init__(
+        self, path: Path, run_id: str, early_stopping: ResumableEarlyStopping, live_dir: Path
+    ) -> None:
+        super().__init__()
+        self.path, self.run_id = Path(path), run_id
+        self.early_stopping, self.live_dir = early_stopping, Path(live_dir)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        state = {
+            "fingerprint": self.run_id,
+            "epoch": epoch,
+            "stop_training": bool(self.model.stop_training),
+            "early_stopping": self.early_stopping.state(),
+        }
+        with atomic_dir(self.path) as tmp:
+            np.savez(tmp / VARIABLES, *[v.numpy() for v in _all_variables(self.model)])
+            if self.early_stopping.best_weights is not None:
+                np.savez(tmp / BEST, *self.early_stopping.best_weights)
+            shutil.copytree(self.live_dir, tmp / LIVE)
+            (tmp / STATE).write_text(json.dumps(state, indent=1) + "\n")
+
+
+def find_snapshot(path: Path, run_id: str) -> Snapshot | None:
+    """The snapshot in `path` if it belongs to this very run; otherwise None (and say why)."""
+    state_file = Path(path) / STATE
+    if not state_file.is_file():
+        return None
+    try:
+        state = json.loads(state_file.read_text())
+        if state["fingerprint"] != run_id:
+            print(f"train: ignoring {path}: it is from another run (params, data or code differ)")
+            return None
+        return Snapshot(
+            int(state["epoch"]), bool(state["stop_training"]), dict(state["early_stopping"]), Path(path)
+        )
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        print(f"train: ignoring the unreadable snapshot in {path} ({err}); starting over", file=sys.stderr)
+        return None
+
+
+def restore(snapshot: Snapshot, model: keras.Model, live_dir: Path) -> dict[str, Any]:
+    """Load the snapshot's variables into a compiled `model` and its logs into `live_dir`;
+    return the EarlyStopping state to resume with."""
+    model.optimizer.build(model.trainable_variables)
+    variables = _all_variables(model)
+    with np.load(snapshot.path / VARIABLES, allow_pickle=False) as saved:
+        if len(saved.files) != len(variables):
+            raise ValueError(
+                f"{snapshot.path / VARIABLES} holds {len(saved.files)} variables, the model {len(variables)}"
+            )
+        for i, variable in enumerate(variables):
+            variable.assign(saved[f"arr_{i}"])
+    state = dict(snapshot.early_stopping)
+    best = snapshot.path / BEST
+    if best.is_file():
+        with np.load(best, allow_pickle=False) as saved:
+            state["best_weights"] = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    shutil.copytree(snapshot.path / LIVE, live_dir, dirs_exist_ok=True)
+    return state
+
+
+def _all_variables(model: keras.Model) -> list[keras.Variable]:
+    # model.variables includes each dropout layer's seed-generator state; the optimizer's hold
+    # its step count and moment estimates. Together they are everything the next epoch reads.
+    return [*model.variables, *model.optimizer.variables]
