@@ -10,7 +10,7 @@ REV ?= main
 # DVC stages run `python ...`: make it the project's interpreter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro setup data test lint plots plots-diff clean
+.PHONY: repro setup data test lint plots plots-diff report clean
 
 repro: setup
 	dvc repro
@@ -43,6 +43,11 @@ plots: setup
 plots-diff: setup
 	$(BIN)/python -m fmnist_dvc.plots_cli diff $(REV) --open
 
+# Markdown comparison of the workspace with $(REV), e.g. for a pull-request comment.
+report: setup
+	$(BIN)/python -m fmnist_dvc.report $(REV) -o report.md
+	@cat report.md
+
 test: setup
 	$(BIN)/python -m pytest
 
@@ -50,4 +55,4 @@ lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) build dvc_plots
+	rm -rf $(VENV) build dvc_plots report.md

@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 
 from fmnist_dvc.errors import run_stage
+from fmnist_dvc.model_io import check_model_file
 
 MODEL = Path("models/model.keras")
 PREPARED_DIR = Path("data/prepared")
@@ -13,6 +14,7 @@ PLOTS_DIR = Path("metrics/test")
 
 
 def main() -> None:
+    check_model_file(MODEL)  # a missing or damaged file fails before TensorFlow loads
     from fmnist_dvc.evaluation import evaluate
 
     test = evaluate(MODEL, PREPARED_DIR, METRICS, PLOTS_DIR)

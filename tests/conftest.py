@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +76,48 @@ def write_params(folder: Path, changes: dict[str, object], base: Path = REPO_ROO
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(params_with(changes, base), sort_keys=False))
     return path
+
+
+# TensorFlow's C++ start-up log (CUDA probes) goes straight to file descriptor 2 whatever
+# TF_CPP_MIN_LOG_LEVEL says; it is not ours, so the one-line checks look past it.
+TF_STARTUP_LOG = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] )"
+)
+
+
+def run_stage(
+    stage: str, cwd: Path, changes: dict | None = None, *, params: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run stages/<stage>.py in `cwd` as DVC does; params.yaml is the repository's with `changes`
+    (params=False: leave `cwd`'s params.yaml, or its absence, alone)."""
+    if params:
+        write_params(cwd, changes or {})
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "stages" / f"{stage}.py")],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """Exit 1, and stderr is one `error: ` line holding every fragment; returns that line."""
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not TF_STARTUP_LOG.match(line)]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every path under `folder` (directories as None, files with their bytes): to show that
+    a failed stage left an earlier output exactly as it was, with no scratch files beside it."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))
+    }

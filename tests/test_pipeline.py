@@ -231,3 +231,33 @@ def test_queued_sweep_runs_each_experiment_with_its_own_metrics(project: dict) -
     assert accuracies["mlp"] > 0.5  # (after 1 epoch the CNN's batch-norm statistics are barely warm)
     table = dvc("exp", "show", "--md", cwd=repo).stdout
     assert "test.accuracy" in table and "train.model" in table
+
+
+def test_report_compares_the_workspace_with_a_revision_in_markdown(project: dict, tmp_path: Path) -> None:
+    repo = project["repo"]  # on branch short: 1 epoch, against main's 2
+    out = tmp_path / "report.md"
+    run(
+        [
+            str(BIN / "python"),
+            "-m",
+            "fmnist_dvc.report",
+            "main",
+            "-o",
+            str(out),
+            "--plots-dir",
+            str(tmp_path / "p"),
+        ],
+        repo,
+    )
+    text = out.read_text()
+    main_sha = run(["git", "rev-parse", "--short", "main"], repo).stdout.strip()
+    assert f"vs `main` (`{main_sha}`)" in text
+    metrics = text.split("### Metrics")[1].split("### Params")[0]
+    assert re.search(r"\| metrics/evaluate\.json\s*\| test\.accuracy\s*\|", metrics), metrics
+    params = text.split("### Params")[1].split("### Plots")[0]
+    assert re.search(r"\| params\.yaml\s*\| train\.epochs\s*\| 2\s*\| 1\s*\|", params), params
+    assert (tmp_path / "p" / "index.html").is_file()
+    bad = run([str(BIN / "python"), "-m", "fmnist_dvc.report", "no-such-branch"], repo, expect=1)
+    assert bad.stderr.strip().splitlines() == [
+        "error: git cannot find revision 'no-such-branch'; check the name (git branch -a, git log)."
+    ]

@@ -1,73 +1,144 @@
-"""Stage scripts as DVC runs them: bad input gives one line on stderr, exit 1, no output."""
+"""Stage scripts as DVC runs them: bad params or a missing input give one line on stderr,
+exit 1, no output. Bad data files are in test_bad_input.py; docs/bad-input.md lists both."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, write_params
-
-
-def run_stage(stage: str, cwd: Path, changes: dict | None = None) -> subprocess.CompletedProcess[str]:
-    write_params(cwd, changes or {})
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
-    return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "stages" / f"{stage}.py")],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert proc.returncode == 1
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+from tests.conftest import REPO_ROOT, assert_one_line_error, run_stage
 
 
 @pytest.mark.parametrize(
     ("stage", "change", "fragments"),
     [
-        ("download", {"download.retries": 0}, ["download.retries must be >= 1"]),
-        (
+        pytest.param(
+            "download", {"download.retries": 0}, ["download.retries must be >= 1"], id="retries-zero"
+        ),
+        pytest.param(
             "preprocess",
             {"preprocess.val_fraction": 1.5},
-            ["preprocess.val_fraction must be between 0 and 1"],
+            ["preprocess.val_fraction must be between 0 and 1 (exclusive) (got 1.5)"],
+            id="val-fraction-above-1",
         ),
-        (
+        pytest.param(
+            "preprocess",
+            {"preprocess.val_fraction": 1.0},
+            ["preprocess.val_fraction must be between 0 and 1 (exclusive) (got 1.0)"],
+            id="val-fraction-1",
+        ),
+        pytest.param(
+            "preprocess",
+            {"preprocess.val_fraction": 0.0},
+            ["preprocess.val_fraction must be between 0 and 1 (exclusive) (got 0.0)"],
+            id="val-fraction-0",
+        ),
+        pytest.param(
             "train",
             {"train.learnig_rate": 0.01},
-            ["unknown key 'train.learnig_rate'", "train.learning_rate"],
+            ["unknown key 'train.learnig_rate'", "did you mean 'train.learning_rate'"],
+            id="unknown-key",
         ),
-        ("train", {"train.batch_size": "32"}, ["train.batch_size must be an integer"]),
-        ("train", {"train.model": "resnet"}, ["train.model is 'resnet'", "valid choices: mlp, cnn"]),
-        (
+        pytest.param(
             "train",
             {"train.augment.rotate": {"enabled": True}},
             ["unknown key 'train.augment.rotate'", "flip"],
+            id="unknown-nested-key",
+        ),
+        pytest.param(
+            "train",
+            {"train.batch_size": "32"},
+            ["train.batch_size must be an integer (got '32')"],
+            id="wrong-type",
+        ),
+        pytest.param(
+            "train",
+            {"train.model": "resnet"},
+            ["train.model is 'resnet'", "valid choices: mlp, cnn"],
+            id="unknown-choice",
+        ),
+        pytest.param(
+            "train",
+            {"train.learning_rate": 0.0},
+            ["train.learning_rate must be > 0 (got 0.0)"],
+            id="learning-rate-0",
+        ),
+        pytest.param(
+            "train",
+            {"train.learning_rate": -0.001},
+            ["train.learning_rate must be > 0 (got -0.001)"],
+            id="learning-rate-negative",
+        ),
+        pytest.param("train", {"train.epochs": 0}, ["train.epochs must be >= 1 (got 0)"], id="epochs-0"),
+        pytest.param(
+            "train", {"train.batch_size": 0}, ["train.batch_size must be >= 1 (got 0)"], id="batch-size-0"
+        ),
+        pytest.param(
+            "train",
+            {"train.mlp.dropout": 1.0},
+            ["train.mlp.dropout must be in [0, 1) (got 1.0)"],
+            id="mlp-dropout-1",
+        ),
+        pytest.param(
+            "train",
+            {"train.mlp.dropout": -0.1},
+            ["train.mlp.dropout must be in [0, 1) (got -0.1)"],
+            id="mlp-dropout-negative",
+        ),
+        pytest.param(
+            "train",
+            {"train.cnn.dropout": 1.5},
+            ["train.cnn.dropout must be in [0, 1) (got 1.5)"],
+            id="cnn-dropout-above-1",
+        ),
+        pytest.param(
+            "train",
+            {"seed": -1},
+            ["seed must be an integer from 0 to 2**32 - 1 (got -1)"],
+            id="seed-negative",
         ),
     ],
 )
 def test_bad_params_stop_the_stage_before_any_work(
     tmp_path: Path, stage: str, change: dict, fragments: list[str]
 ) -> None:
-    assert_one_line_error(run_stage(stage, tmp_path, change), *fragments)
+    assert_one_line_error(run_stage(stage, tmp_path, change), *fragments, "params.yaml")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+@pytest.mark.parametrize("stage", ["download", "preprocess", "train"])
+def test_missing_params_file_says_where_to_run_from(tmp_path: Path, stage: str) -> None:
+    assert_one_line_error(
+        run_stage(stage, tmp_path, params=False),
+        "params.yaml not found; run from the repository root, where params.yaml lives.",
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("stage", ["download", "preprocess", "train"])
+def test_invalid_yaml_names_the_line(tmp_path: Path, stage: str) -> None:
+    # The repository's params.yaml with one closing bracket lost, as a hand edit might.
+    text = (REPO_ROOT / "params.yaml").read_text()
+    broken = text.replace("hidden_units: [256, 256, 128, 64]", "hidden_units: [256, 256, 128, 64")
+    assert broken != text
+    (tmp_path / "params.yaml").write_text(broken)
+    line = 1 + next(i for i, s in enumerate(broken.splitlines()) if "hidden_units" in s)
+    assert_one_line_error(
+        run_stage(stage, tmp_path, params=False),
+        f"params.yaml is not valid YAML at line {line + 1}: expected ',' or ']', but got ':' "
+        f"(while parsing a flow sequence at line {line}); fix the syntax.",
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
 def test_download_with_no_usable_source_leaves_no_data(tmp_path: Path) -> None:
     proc = run_stage("download", tmp_path, {"download.sources": [str(tmp_path / "nowhere")]})
     assert_one_line_error(
-        proc, "no source supplied a valid train-images-idx3-ubyte", "apt-get install dataset-fashion-mnist"
+        proc,
+        "no source supplied a valid train-images-idx3-ubyte",
+        f"{tmp_path / 'nowhere'}: directory not found",
+        "apt-get install dataset-fashion-mnist",
     )
     assert not (tmp_path / "data" / "raw").exists()
     assert list((tmp_path / "data").iterdir()) == []

@@ -78,7 +78,9 @@ def download_all(
             for source in sources:
                 try:
                     fetch_verified(source, spec, tmp / spec.name, timeout, retries)
-                    print(f"{spec.name}: verified sha256 from {source}")
+                    # Say why earlier sources were passed over: a dead mirror should not go unnoticed.
+                    skipped = f" (skipped {'; '.join(failures)})" if failures else ""
+                    print(f"{spec.name}: verified sha256 from {source}{skipped}")
                     break
                 except SourceError as exc:
                     (tmp / spec.name).unlink(missing_ok=True)
@@ -109,7 +111,7 @@ def fetch_verified(source: str, spec: OfficialFile, out: Path, timeout: float, r
                 _decompress_verified(fh, spec, out)
         elif plain.is_file():
             with plain.open("rb") as fh:
-                _copy_verified(fh, spec, out)
+                _copy_verified(fh, spec, out, spec.name)
         else:
             raise SourceError(f"neither {spec.name}.gz nor {spec.name} is there")
     except PermissionError as exc:
@@ -119,13 +121,16 @@ def fetch_verified(source: str, spec: OfficialFile, out: Path, timeout: float, r
 def _decompress_verified(gz: BinaryIO, spec: OfficialFile, out: Path) -> None:
     try:
         with gzip.GzipFile(fileobj=gz, mode="rb") as stream:
-            _copy_verified(stream, spec, out)
+            _copy_verified(stream, spec, out, f"{spec.name}.gz")
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise SourceError(f"{spec.name}.gz is not a complete gzip file ({exc})") from None
 
 
-def _copy_verified(stream: BinaryIO, spec: OfficialFile, out: Path) -> None:
-    """Copy at most size+1 bytes (a gzip bomb cannot fill the disk), then check the hash."""
+def _copy_verified(stream: BinaryIO, spec: OfficialFile, out: Path, label: str) -> None:
+    """Copy at most size+1 bytes (a gzip bomb cannot fill the disk), then check the hash.
+
+    `label` names the file read (e.g. train-labels-idx1-ubyte.gz) in the messages.
+    """
     digest, written = hashlib.sha256(), 0
     with out.open("wb") as fh, _bar(spec.name, spec.size) as bar:
         while chunk := stream.read(min(CHUNK, spec.size + 1 - written)):
@@ -139,11 +144,18 @@ def _copy_verified(stream: BinaryIO, spec: OfficialFile, out: Path) -> None:
             written += len(chunk)
             bar.update(len(chunk))
             if written > spec.size:
-                raise SourceError(f"content is larger than the official {spec.size} bytes")
+                raise SourceError(
+                    f"{label} unpacks to content larger than the official {spec.size} bytes; "
+                    "reading stopped there"
+                )
     if written != spec.size:
-        raise SourceError(f"content is {written} bytes, the official file has {spec.size}")
+        raise SourceError(
+            f"{label} unpacks to {written} bytes, not the official {spec.size}: it is a different file"
+        )
     if digest.hexdigest() != spec.sha256:
-        raise SourceError(f"sha256 {digest.hexdigest()[:12]}... differs from the official file")
+        raise SourceError(
+            f"{label} is corrupted: sha256 {digest.hexdigest()[:12]}... differs from the official file"
+        )
 
 
 def _http_get(url: str, out: BinaryIO, timeout: float, retries: int) -> None:
@@ -168,7 +180,11 @@ def _http_get(url: str, out: BinaryIO, timeout: float, retries: int) -> None:
                 raise SourceError(f"{url} answered 404 Not Found") from None
             last = f"HTTP {exc.code}"
         except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError, ValueError) as exc:
-            last = str(getattr(exc, "reason", exc)) or type(exc).__name__
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, TimeoutError):
+                last = f"no answer within {timeout:g} s (download.timeout)"
+            else:
+                last = str(reason) or type(exc).__name__
         if attempt < retries:
             time.sleep(min(2 ** (attempt - 1), 8))
     raise SourceError(f"{url} failed {retries} time(s), last: {last}")

@@ -1,17 +1,24 @@
-"""Save models byte-for-byte reproducibly, and load them safely."""
+"""Save models byte-for-byte reproducibly, and load them safely.
+
+Keras is imported only where a model is saved or built: check_model_file() runs without
+TensorFlow, so a stage can refuse a missing or damaged file in a second, with one clean line.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+import typing
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Any
-
-import keras
+from typing import TYPE_CHECKING, Any
 
 from fmnist_dvc.errors import PipelineError
+
+if TYPE_CHECKING:
+    import keras
 
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -70,11 +77,45 @@ def _renumber_shared_ids(config: Any) -> Any:
     return walk(config)
 
 
-def load_model(path: Path) -> keras.Model:
-    """Load a .keras file with safe_mode on: a shared model file cannot run arbitrary code."""
+KERAS_MEMBERS = ("config.json", "metadata.json", "model.weights.h5")
+
+
+def check_model_file(path: Path) -> None:
+    """Refuse a missing, truncated or damaged .keras file before TensorFlow is loaded.
+
+    A .keras file is a zip; its CRCs catch flipped bytes anywhere, weights included.
+    """
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path} not found; run 'dvc repro train' first.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            missing = [m for m in KERAS_MEMBERS if m not in archive.namelist()]
+            damaged = archive.testzip()
+            if not missing and damaged is None:
+                json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        _unreadable(path, f"not a complete zip archive ({exc})")
+    except ValueError:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        _unreadable(path, "its config.json is not valid JSON")
+    if missing:
+        _unreadable(path, f"the archive has no {', '.join(missing)}")
+    if damaged is not None:
+        _unreadable(path, f"{damaged} inside it fails its CRC check")
+
+
+def _unreadable(path: Path, why: str) -> typing.NoReturn:
+    raise PipelineError(
+        f"{path} is not a readable Keras model: {why}; run 'dvc repro -f train' to rebuild it."
+    )
+
+
+def load_model(path: Path) -> keras.Model:
+    """Load a .keras file with safe_mode on: a shared model file cannot run arbitrary code."""
+    import keras
+
+    path = Path(path)
+    check_model_file(path)
     try:
         return keras.models.load_model(path, safe_mode=True)
     except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as exc:

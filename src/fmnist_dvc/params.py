@@ -238,12 +238,25 @@ def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise PipelineError(f"{path} is not valid YAML{where}; fix the syntax.") from None
+        raise PipelineError(f"{path} is not valid YAML{_yaml_fault(exc)}; fix the syntax.") from None
     if not isinstance(data, dict):
         raise PipelineError(f"{path} must be a mapping of sections (download:, train:, ...).")
     return data
+
+
+def _yaml_fault(exc: yaml.YAMLError) -> str:
+    """' at line 25: expected ',' or ']', but got ':' (while parsing a flow sequence at line 24)'"""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:
+        return ""
+    text = f" at line {mark.line + 1}"
+    problem = getattr(exc, "problem", None)
+    if problem:
+        text += ": " + " ".join(str(problem).split())
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None and context_mark.line != mark.line:
+        text += f" ({' '.join(str(context).split())} at line {context_mark.line + 1})"
+    return text
 
 
 def _require_choice(key: str, value: str, choices: tuple[str, ...]) -> None:

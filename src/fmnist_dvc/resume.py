@@ -72,8 +72,12 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
     def state(self) -> dict[str, Any]:
         best = None if self.best is None else float(self.best)  # JSON keeps a float exactly
-        return {"wait": int(self.wait), "stopped_epoch": int(self.stopped_epoch), "best": best,
-                "best_epoch": int(self.best_epoch)}
+        return {
+            "wait": int(self.wait),
+            "stopped_epoch": int(self.stopped_epoch),
+            "best": best,
+            "best_epoch": int(self.best_epoch),
+        }
 
 
 class EpochSnapshot(keras.callbacks.Callback):

@@ -1,0 +1,413 @@
+"""Sharing results: a git remote plus DVC remotes, used by collaborators in fresh clones.
+
+The S3 remote is a real S3-compatible server (moto's server mode) on loopback, reached by the
+real dvc-s3 over HTTP. Credentials and the endpoint reach DVC only through environment variables
+(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL): nothing about them is written to
+.dvc/config, and nothing to .dvc/config.local. The default remote "local" is the committed
+`../../fmnist-dvc-storage`: a directory beside each clone, so every clone made in the same parent
+directory shares it.
+
+One module-scoped fixture does everything that changes state, in order, and records what each
+command printed; the tests then check those records and the clones left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.dvcrepo import BIN, TEMPLATE, dvc, new_project, run, set_params, stages_run
+
+BUCKET = "fmnist-dvc"
+EXPERIMENT = "epoch1-batch64"
+WORKSPACE_FILES = ("models/model.keras", "metrics/evaluate.json", "params.yaml", "dvc.lock")
+# What moto accepts by default; the auth-enforcing server knows no keys at all.
+GOOD_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+WRONG_KEYS = {"AWS_ACCESS_KEY_ID": "AKIAWRONGKEYEXAMPLE0", "AWS_SECRET_ACCESS_KEY": "wrong-secret"}
+
+# A second moto server, in its own process: moto reads INITIAL_NO_AUTH_ACTION_COUNT when it is
+# imported. With 1, the first request (creating the bucket) goes through and every later request
+# must be signed with a key moto knows; it knows none, so every key is wrong.
+AUTH_SERVER = """
+import sys
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+server.start()
+print("PORT", server.get_host_and_port()[1], flush=True)
+sys.stdin.read()  # serve until the test closes stdin
+server.stop()
+"""
+
+
+def require(module: str) -> None:
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        pytest.fail(f"{module} is missing ({exc}): run pip install -e '.[dev]'")
+
+
+def aws_env(endpoint: str, keys: dict[str, str], empty: Path) -> dict[str, str]:
+    """Everything the S3 remote needs, as environment variables only; `empty`, an empty file,
+    stands in for ~/.aws/config and ~/.aws/credentials so that the host's cannot interfere."""
+    return {
+        **keys,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_CONFIG_FILE": str(empty),
+        "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+def dvc_with(env: dict[str, str], *args: str, cwd: Path, expect: int = 0) -> subprocess.CompletedProcess[str]:
+    """`dvc` with these environment variables (and no other AWS_* ones)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith("AWS_")]:
+            mp.delenv(key)
+        for key, value in env.items():
+            mp.setenv(key, value)
+        return dvc(*args, cwd=cwd, expect=expect)
+
+
+def dvc_failing(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`dvc` with these environment variables, whatever its exit code."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    full = {**clean, **env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        [str(BIN / "dvc"), *args], cwd=cwd, env=full, capture_output=True, text=True, check=False
+    )
+
+
+def error_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("ERROR:")]
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on: connections are refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def files_under(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def models_md5(repo: Path, rev: str | None = None) -> str:
+    """The md5 that dvc.lock (in the workspace, or at a git revision) records for models/."""
+    if rev is None:
+        text = (repo / "dvc.lock").read_text()
+    else:
+        text = run(["git", "show", f"{rev}:dvc.lock"], repo).stdout
+    outs = yaml.safe_load(text)["stages"]["train"]["outs"]
+    return next(out["md5"] for out in outs if out["path"] == "models")
+
+
+def model_in_lock(repo: Path) -> tuple[str, str]:
+    """(md5 of models/model.keras in the workspace, md5 that dvc.lock's models/ manifest records)."""
+    dir_md5 = models_md5(repo)
+    manifest = json.loads((repo / ".dvc/cache/files/md5" / dir_md5[:2] / dir_md5[2:]).read_text())
+    recorded = next(entry["md5"] for entry in manifest if entry["relpath"] == "model.keras")
+    return md5(repo / "models/model.keras"), recorded
+
+
+def workspace_bytes(repo: Path) -> dict[str, bytes]:
+    return {rel: (repo / rel).read_bytes() for rel in WORKSPACE_FILES}
+
+
+def clone(origin: Path, dest: Path, template_from: Path) -> Path:
+    run(["git", "clone", "-q", str(origin), str(dest)], dest.parent)
+    # The offline plot template is built by `make setup` and is not in git: copy the one we have.
+    (dest / TEMPLATE).parent.mkdir(parents=True)
+    shutil.copy2(template_from / TEMPLATE, dest / TEMPLATE)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3-compatible server on a free loopback port, with the bucket of the s3 remote."""
+    for module in ("moto.server", "boto3", "dvc_s3"):
+        require(module)
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3_client(endpoint).create_bucket(Bucket=BUCKET)
+        yield endpoint
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def auth_s3_endpoint() -> Iterator[str]:
+    """A second moto server, one that checks credentials; it holds the same bucket (empty)."""
+    require("moto.server")
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", AUTH_SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
+    try:
+        port = None
+        for line in proc.stdout:  # ThreadedMotoServer prints a banner of its own first
+            if line.startswith("PORT "):
+                port = int(line.split()[1])
+                break
+        assert port, f"the auth-enforcing moto server did not start (exit {proc.poll()})"
+        endpoint = f"http://127.0.0.1:{port}"
+        s3_client(endpoint).create_bucket(Bucket=BUCKET)  # the one request allowed without auth
+        yield endpoint
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def s3_client(endpoint: str):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=GOOD_KEYS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=GOOD_KEYS["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def s3_files(endpoint: str) -> set[str]:
+    """Object keys in the bucket, relative to the remote's url s3://fmnist-dvc/cache."""
+    keys: set[str] = set()
+    for page in s3_client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        keys.update(obj["Key"].removeprefix("cache/") for obj in page.get("Contents", []))
+    return keys
+
+
+@pytest.fixture(scope="module")
+def collab(
+    tmp_path_factory: pytest.TempPathFactory, debian_dir: Path, s3_endpoint: str, auth_s3_endpoint: str
+) -> dict:
+    """A pushes main (2 epochs), short (1 epoch), an experiment and its run cache; B pulls from S3,
+    C from the local remote, D uses the run cache; then failed pushes and pulls in C."""
+    root = tmp_path_factory.mktemp("collab")
+    origin, storage = root / "origin.git", root / "fmnist-dvc-storage"
+    empty = root / "empty-aws-config"
+    empty.touch()
+    s3 = aws_env(s3_endpoint, GOOD_KEYS, empty)
+    record: dict = {"root": root, "storage": storage, "s3": s3_endpoint}
+
+    # --- A: the first collaborator -----------------------------------------------------------
+    run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], root)
+    a = record["A"] = new_project(root / "A")
+    set_params(a, {"preprocess.train_limit": 2000, "train.epochs": 2})
+    run(["git", "init", "-q", "-b", "main"], a)
+    run(["git", "remote", "add", "origin", str(origin)], a)
+    run(["git", "add", "-A"], a)
+    run(["git", "commit", "-qm", "small run"], a)
+    record["A_repro"] = dvc("repro", cwd=a).stdout
+    run(["git", "add", "-A"], a)
+    run(["git", "commit", "-qm", "results of the small run"], a)
+    record["main_model"] = md5(a / "models/model.keras")
+    run(["git", "push", "-q", "origin", "main"], a)
+    record["A_push_s3"] = dvc_with(s3, "push", "-r", "s3", cwd=a).stdout
+    record["A_push_local"] = dvc("push", cwd=a).stdout
+
+    run(["git", "checkout", "-qb", "short"], a)
+    set_params(a, {"train.epochs": 1})
+    record["A_short_repro"] = dvc("repro", cwd=a).stdout
+    run(["git", "add", "-A"], a)
+    run(["git", "commit", "-qm", "one epoch"], a)
+    record["short_model"] = md5(a / "models/model.keras")
+    run(["git", "push", "-q", "origin", "short"], a)
+    dvc_with(s3, "push", "-r", "s3", cwd=a)
+    dvc("push", cwd=a)
+    record["s3_files"] = s3_files(s3_endpoint)
+    record["local_files"] = files_under(storage)
+
+    # An experiment on main, shared through the git remote and the default DVC remote.
+    run(["git", "checkout", "-q", "main"], a)
+    dvc("checkout", cwd=a)
+    record["A_exp_run"] = dvc(
+        "exp", "run", "-n", EXPERIMENT, "-S", "train.epochs=1", "-S", "train.batch_size=64", cwd=a
+    ).stdout
+    record["exp_accuracy"] = json.loads((a / "metrics/evaluate.json").read_text())["test"]["accuracy"]
+    exp_dir = models_md5(a)
+    exp_object = storage / "files/md5" / exp_dir[:2] / exp_dir[2:]
+    record["exp_model_in_storage_before_push"] = exp_object.exists()
+    record["A_exp_push"] = dvc("exp", "push", "origin", EXPERIMENT, cwd=a).stdout
+    record["exp_model_in_storage_after_push"] = exp_object.exists()
+    record["A_push_run_cache"] = dvc("push", "--run-cache", cwd=a).stdout
+    record["A_config_local"] = (a / ".dvc/config.local").exists()
+
+    # --- B: pulls main from S3, compares branches, takes the experiment ------------------------
+    b = record["B"] = clone(origin, root / "B", a)
+    record["B_config"] = (b / ".dvc/config").read_text()
+    record["B_config_local"] = (b / ".dvc/config.local").exists()
+    record["B_pull_s3"] = dvc_with(s3, "pull", "-r", "s3", cwd=b).stdout
+    record["B_model"] = md5(b / "models/model.keras")
+    record["B_repro"] = dvc("repro", cwd=b).stdout
+    record["B_status"] = dvc("status", cwd=b).stdout
+    run(["git", "fetch", "-q", "origin", "short:short"], b)
+    record["B_metrics_diff"] = json.loads(dvc("metrics", "diff", "main", "short", "--json", cwd=b).stdout)
+    record["B_plots_dir"] = root / "B-plots"
+    dvc("plots", "diff", "main", "short", "-o", str(record["B_plots_dir"]), cwd=b)
+    record["B_exp_pull"] = dvc("exp", "pull", "origin", EXPERIMENT, cwd=b).stdout
+    record["B_exp_show"] = json.loads(dvc("exp", "show", "--json", cwd=b).stdout)
+    record["B_exp_apply"] = dvc("exp", "apply", EXPERIMENT, cwd=b).stdout
+    record["B_exp_pull_data"] = dvc("pull", cwd=b).stdout
+    record["B_exp_status"] = dvc("status", cwd=b).stdout
+    record["B_exp_model"] = model_in_lock(b)
+    record["B_exp_models_md5"] = models_md5(b)
+    record["A_exp_models_md5"] = exp_dir
+
+    # --- C: pulls main from the default (local) remote; then pushes and pulls that fail --------
+    c = record["C"] = clone(origin, root / "C", a)
+    record["C_pull"] = dvc("pull", cwd=c).stdout
+    record["C_model"] = md5(c / "models/model.keras")
+    record["C_status"] = dvc("status", cwd=c).stdout
+    before = workspace_bytes(c)
+    unreachable = aws_env(f"http://127.0.0.1:{closed_port()}", GOOD_KEYS, empty)
+    wrong_keys = aws_env(auth_s3_endpoint, WRONG_KEYS, empty)
+    record["failures"] = {
+        f"{name} {command}": dvc_failing(env, command, "-r", "s3", cwd=c)
+        for name, env in (("unreachable", unreachable), ("wrong keys", wrong_keys))
+        for command in ("push", "pull")
+    }
+    record["C_kept_workspace"] = workspace_bytes(c) == before
+    record["C_status_after_failures"] = dvc("status", cwd=c).stdout
+
+    # --- D: the run cache lets a known params set be restored instead of trained --------------
+    d = record["D"] = clone(origin, root / "D", a)
+    record["D_pull_run_cache"] = dvc("pull", "--run-cache", cwd=d).stdout
+    set_params(d, {"train.epochs": 1})  # what branch short trained
+    record["D_repro"] = dvc("repro", cwd=d).stdout
+    record["D_model"] = md5(d / "models/model.keras")
+    record["D_models_md5"] = models_md5(d)
+    record["short_models_md5"] = models_md5(d, "origin/short")
+    record["D_metrics"] = (d / "metrics/evaluate.json").read_text()
+    record["short_metrics"] = run(["git", "show", "origin/short:metrics/evaluate.json"], d).stdout
+    record["D_status"] = dvc("status", cwd=d).stdout
+    return record
+
+
+UP_TO_DATE = "Data and pipelines are up to date"
+
+
+def test_pushes_reach_both_remotes(collab: dict) -> None:
+    # `../../fmnist-dvc-storage` in .dvc/config resolved to the directory beside the clones.
+    assert collab["local_files"], "nothing arrived in the local remote beside the clones"
+    assert any(f.startswith("files/md5/") for f in collab["local_files"])
+    # The S3 bucket holds exactly what the local remote holds: both branches' cached outputs.
+    assert collab["s3_files"] == collab["local_files"]
+    assert "pushed" in collab["A_push_s3"] and "pushed" in collab["A_push_local"]
+
+
+def test_no_credentials_or_endpoint_in_any_config(collab: dict) -> None:
+    assert not collab["A_config_local"] and not collab["B_config_local"]
+    config = collab["B_config"]
+    assert "s3://fmnist-dvc/cache" in config
+    for secret in (*GOOD_KEYS.values(), "endpointurl", "127.0.0.1", "access_key"):
+        assert secret not in config
+
+
+def test_a_clone_pulled_from_s3_needs_no_rerun(collab: dict) -> None:
+    assert collab["B_model"] == collab["main_model"]
+    assert stages_run(collab["B_repro"]) == []
+    assert UP_TO_DATE in collab["B_repro"]
+    assert UP_TO_DATE in collab["B_status"]
+
+
+def test_a_clone_compares_branches_it_did_not_run(collab: dict) -> None:
+    accuracy = collab["B_metrics_diff"]["metrics/evaluate.json"]["test.accuracy"]
+    assert accuracy["old"] != accuracy["new"]
+    assert accuracy["diff"] == pytest.approx(accuracy["new"] - accuracy["old"])
+    page = collab["B_plots_dir"] / "index.html"
+    source = page.read_text()
+    assert '"rev": "main"' in source and '"rev": "short"' in source
+
+
+def test_a_clone_pulled_from_the_default_local_remote(collab: dict) -> None:
+    assert collab["C_model"] == collab["main_model"]
+    assert UP_TO_DATE in collab["C_status"]
+
+
+def test_an_experiment_is_shared_with_its_metrics_and_model(collab: dict) -> None:
+    assert stages_run(collab["A_exp_run"]) == ["train", "evaluate"]
+    # `dvc exp push` sent the experiment's model to the default remote, not only its git refs.
+    assert not collab["exp_model_in_storage_before_push"]
+    assert collab["exp_model_in_storage_after_push"]
+    runs = [
+        rev
+        for baseline in collab["B_exp_show"]
+        for exp in baseline.get("experiments") or []
+        for rev in exp.get("revs") or []
+    ]
+    shown = {rev["name"]: rev["data"] for rev in runs}
+    assert EXPERIMENT in shown, collab["B_exp_show"]
+    data = shown[EXPERIMENT]
+    assert data["metrics"]["metrics/evaluate.json"]["data"]["test"]["accuracy"] == collab["exp_accuracy"]
+    assert data["params"]["params.yaml"]["data"]["train"]["batch_size"] == 64
+    # Applied in B: the workspace holds the experiment's own model, the one its dvc.lock names.
+    assert collab["B_exp_models_md5"] == collab["A_exp_models_md5"]
+    workspace, recorded = collab["B_exp_model"]
+    assert workspace == recorded
+    assert workspace not in (collab["main_model"], collab["short_model"])
+    assert UP_TO_DATE in collab["B_exp_status"]
+
+
+def test_the_run_cache_restores_a_known_result_without_training(collab: dict) -> None:
+    # Positive control: a real run of train prints these.
+    assert "Epoch 1/1" in collab["A_short_repro"] and "train: saved" in collab["A_short_repro"]
+    out = collab["D_repro"]
+    assert "Stage 'train' is cached - skipping run, checking out outputs" in out
+    assert "Stage 'evaluate' is cached - skipping run, checking out outputs" in out
+    assert stages_run(out) == []
+    assert "Epoch 1/" not in out and "train: saved" not in out
+    assert collab["D_model"] == collab["short_model"]
+    assert collab["D_models_md5"] == collab["short_models_md5"]
+    assert collab["D_metrics"] == collab["short_metrics"]
+    assert UP_TO_DATE in collab["D_status"]
+
+
+@pytest.mark.parametrize(
+    ("case", "cause"),
+    [
+        ("unreachable push", "Could not connect to the endpoint URL"),
+        ("unreachable pull", "Could not connect to the endpoint URL"),
+        ("wrong keys push", "Forbidden"),
+        ("wrong keys pull", "Forbidden"),
+    ],
+)
+def test_a_failed_push_or_pull_says_why_and_loses_nothing(collab: dict, case: str, cause: str) -> None:
+    proc = collab["failures"][case]
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert "Traceback" not in output
+    errors = error_lines(proc)
+    assert errors and cause in errors[0], output  # the first ERROR line names the cause
+    assert collab["C_kept_workspace"]
+    assert UP_TO_DATE in collab["C_status_after_failures"]
