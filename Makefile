@@ -10,13 +10,19 @@ REV ?= main
 # DVC stages run `python ...`: make it the project's interpreter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro setup data test lint plots plots-diff report clean
+.PHONY: repro setup data test lint plots plots-diff report bench clean
 
 repro: setup
 	dvc repro
 	@dvc metrics show
 
-setup: $(VENV)/.installed data $(PLOTS_TEMPLATE)
+setup: $(VENV)/.installed data $(PLOTS_TEMPLATE) .dvc/config.local
+
+# The default remote `local` is ../fmnist-dvc-storage (beside this clone). DVC resolves that
+# relative url against "/" when it reads another revision's config (dvc exp push/pull,
+# push -a; treeverse/dvc#10054), so pin it, absolute, in the untracked .dvc/config.local.
+.dvc/config.local: $(VENV)/.installed
+	$(BIN)/dvc remote modify --local local url $(abspath ../fmnist-dvc-storage)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +53,12 @@ plots-diff: setup
 report: setup
 	$(BIN)/python -m fmnist_dvc.report $(REV) -o report.md
 	@cat report.md
+
+# Training speed against the naive seed loop, and the pipeline's other costs (BENCHMARKS.md).
+# Run it on a quiet machine: it measures everything else that runs too.
+bench: setup
+	dvc repro
+	$(BIN)/python benchmarks/bench.py
 
 test: setup
 	$(BIN)/python -m pytest

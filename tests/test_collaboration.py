@@ -2,8 +2,9 @@
 
 The S3 remote is a real S3-compatible server (moto's server mode) on loopback, reached by the
 real dvc-s3 over HTTP. Credentials and the endpoint reach DVC only through environment variables
-(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL): nothing about them is written to
-.dvc/config, and nothing to .dvc/config.local. The default remote "local" is the committed
+(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, which dvc-s3 leaves to botocore
+when the remote sets no `endpointurl`): nothing about them is written to .dvc/config, and nothing
+to .dvc/config.local. The default remote "local" is the committed
 `../../fmnist-dvc-storage`: a directory beside each clone, so every clone made in the same parent
 directory shares it.
 
@@ -129,6 +130,12 @@ def workspace_bytes(repo: Path) -> dict[str, bytes]:
     return {rel: (repo / rel).read_bytes() for rel in WORKSPACE_FILES}
 
 
+def plot_errors(repo: Path) -> list[tuple[str, str]]:
+    """(plot, revision) pairs that `dvc plots diff main short` could not load."""
+    report = json.loads(dvc("plots", "diff", "main", "short", "--json", cwd=repo).stdout)
+    return sorted({(e["name"], e["rev"]) for e in report.get("errors") or []})
+
+
 def clone(origin: Path, dest: Path, template_from: Path) -> Path:
     run(["git", "clone", "-q", str(origin), str(dest)], dest.parent)
     # The offline plot template is built by `make setup` and is not in git: copy the one we have.
@@ -248,19 +255,25 @@ def collab(
     record["s3_files"] = s3_files(s3_endpoint)
     record["local_files"] = files_under(storage)
 
-    # An experiment on main, shared through the git remote and the default DVC remote.
+    # An experiment on main, shared through the git remote and the S3 remote. (Not the local one:
+    # see test_exp_pull_with_data_misses_the_relative_local_remote.)
     run(["git", "checkout", "-q", "main"], a)
     dvc("checkout", cwd=a)
     record["A_exp_run"] = dvc(
         "exp", "run", "-n", EXPERIMENT, "-S", "train.epochs=1", "-S", "train.batch_size=64", cwd=a
     ).stdout
     record["exp_accuracy"] = json.loads((a / "metrics/evaluate.json").read_text())["test"]["accuracy"]
-    exp_dir = models_md5(a)
-    exp_object = storage / "files/md5" / exp_dir[:2] / exp_dir[2:]
-    record["exp_model_in_storage_before_push"] = exp_object.exists()
-    record["A_exp_push"] = dvc("exp", "push", "origin", EXPERIMENT, cwd=a).stdout
-    record["exp_model_in_storage_after_push"] = exp_object.exists()
+    exp_dir = record["A_exp_models_md5"] = models_md5(a)
+    exp_object = f"files/md5/{exp_dir[:2]}/{exp_dir[2:]}"
+    record["exp_model_in_s3_before_push"] = exp_object in s3_files(s3_endpoint)
+    record["A_exp_push"] = dvc_with(s3, "exp", "push", "-r", "s3", "origin", EXPERIMENT, cwd=a).stdout
+    record["exp_model_in_s3_after_push"] = exp_object in s3_files(s3_endpoint)
+    record["exp_model_in_local_storage"] = (storage / exp_object).exists()
     record["A_push_run_cache"] = dvc("push", "--run-cache", cwd=a).stdout
+    record["run_cache_cmds"] = sorted(
+        yaml.safe_load(entry.read_text())["cmd"] for entry in (storage / "runs").glob("*/*/*")
+    )
+    record["exp_model_in_local_storage_after_run_cache_push"] = (storage / exp_object).exists()
     record["A_config_local"] = (a / ".dvc/config.local").exists()
 
     # --- B: pulls main from S3, compares branches, takes the experiment ------------------------
@@ -273,22 +286,35 @@ def collab(
     record["B_status"] = dvc("status", cwd=b).stdout
     run(["git", "fetch", "-q", "origin", "short:short"], b)
     record["B_metrics_diff"] = json.loads(dvc("metrics", "diff", "main", "short", "--json", cwd=b).stdout)
+    # The training curves are DVC-cached: short's come with a fetch of the plots' data.
+    record["B_plots_errors_before_fetch"] = plot_errors(b)
+    dvc_with(s3, "fetch", "-r", "s3", "--all-branches", "--type", "plots", cwd=b)
+    record["B_plots_errors"] = plot_errors(b)
     record["B_plots_dir"] = root / "B-plots"
     dvc("plots", "diff", "main", "short", "-o", str(record["B_plots_dir"]), cwd=b)
-    record["B_exp_pull"] = dvc("exp", "pull", "origin", EXPERIMENT, cwd=b).stdout
+    record["B_exp_pull"] = dvc_with(s3, "exp", "pull", "-r", "s3", "origin", EXPERIMENT, cwd=b).stdout
     record["B_exp_show"] = json.loads(dvc("exp", "show", "--json", cwd=b).stdout)
     record["B_exp_apply"] = dvc("exp", "apply", EXPERIMENT, cwd=b).stdout
     record["B_exp_pull_data"] = dvc("pull", cwd=b).stdout
     record["B_exp_status"] = dvc("status", cwd=b).stdout
     record["B_exp_model"] = model_in_lock(b)
     record["B_exp_models_md5"] = models_md5(b)
-    record["A_exp_models_md5"] = exp_dir
 
     # --- C: pulls main from the default (local) remote; then pushes and pulls that fail --------
     c = record["C"] = clone(origin, root / "C", a)
     record["C_pull"] = dvc("pull", cwd=c).stdout
     record["C_model"] = md5(c / "models/model.keras")
     record["C_status"] = dvc("status", cwd=c).stdout
+    # `exp pull` with data from the default remote: it only reads, so it is safe to show where
+    # it looks (-v). A's `push --run-cache` also pushed A's workspace, i.e. the experiment's
+    # model, to the local storage.
+    pulled = dvc("exp", "pull", "-v", "origin", EXPERIMENT, cwd=c)
+    record["C_exp_pull_local"] = pulled.stdout + pulled.stderr
+    record["C_has_exp_model"] = (c / ".dvc/cache" / exp_object).exists()
+    # What `make setup` does against that: pin the url, absolute, in .dvc/config.local.
+    dvc("remote", "modify", "--local", "local", "url", str(storage), cwd=c)
+    record["C_exp_pull_pinned"] = dvc("exp", "pull", "origin", EXPERIMENT, cwd=c).stdout
+    record["C_has_exp_model_pinned"] = (c / ".dvc/cache" / exp_object).exists()
     before = workspace_bytes(c)
     unreachable = aws_env(f"http://127.0.0.1:{closed_port()}", GOOD_KEYS, empty)
     wrong_keys = aws_env(auth_s3_endpoint, WRONG_KEYS, empty)
@@ -301,10 +327,12 @@ def collab(
     record["C_status_after_failures"] = dvc("status", cwd=c).stdout
 
     # --- D: the run cache lets a known params set be restored instead of trained --------------
+    # `pull --run-cache` brings the run records (and main's data); a cached run's outputs come
+    # with `repro --pull`, as DVC 3 transfers only the records with --run-cache.
     d = record["D"] = clone(origin, root / "D", a)
     record["D_pull_run_cache"] = dvc("pull", "--run-cache", cwd=d).stdout
     set_params(d, {"train.epochs": 1})  # what branch short trained
-    record["D_repro"] = dvc("repro", cwd=d).stdout
+    record["D_repro"] = dvc("repro", "--pull", cwd=d).stdout
     record["D_model"] = md5(d / "models/model.keras")
     record["D_models_md5"] = models_md5(d)
     record["short_models_md5"] = models_md5(d, "origin/short")
@@ -345,6 +373,9 @@ def test_a_clone_compares_branches_it_did_not_run(collab: dict) -> None:
     accuracy = collab["B_metrics_diff"]["metrics/evaluate.json"]["test.accuracy"]
     assert accuracy["old"] != accuracy["new"]
     assert accuracy["diff"] == pytest.approx(accuracy["new"] - accuracy["old"])
+    # Before the fetch, short's training curves (DVC-cached) were not there to draw; after it, all are.
+    assert ("loss", "short") in collab["B_plots_errors_before_fetch"]
+    assert collab["B_plots_errors"] == []
     page = collab["B_plots_dir"] / "index.html"
     source = page.read_text()
     assert '"rev": "main"' in source and '"rev": "short"' in source
@@ -357,9 +388,10 @@ def test_a_clone_pulled_from_the_default_local_remote(collab: dict) -> None:
 
 def test_an_experiment_is_shared_with_its_metrics_and_model(collab: dict) -> None:
     assert stages_run(collab["A_exp_run"]) == ["train", "evaluate"]
-    # `dvc exp push` sent the experiment's model to the default remote, not only its git refs.
-    assert not collab["exp_model_in_storage_before_push"]
-    assert collab["exp_model_in_storage_after_push"]
+    # `dvc exp push -r s3` sent the experiment's model, not only its git refs.
+    assert not collab["exp_model_in_s3_before_push"]
+    assert collab["exp_model_in_s3_after_push"]
+    assert not collab["exp_model_in_local_storage"]  # -r s3: only there
     runs = [
         rev
         for baseline in collab["B_exp_show"]
@@ -380,13 +412,20 @@ def test_an_experiment_is_shared_with_its_metrics_and_model(collab: dict) -> Non
 
 
 def test_the_run_cache_restores_a_known_result_without_training(collab: dict) -> None:
-    # Positive control: a real run of train prints these.
-    assert "Epoch 1/1" in collab["A_short_repro"] and "train: saved" in collab["A_short_repro"]
+    # DVC 3.67 saves no run record for a stage with a `cache: false` output that is not a
+    # stage-level metric or plot (dvc/stage/__init__.py, Stage.run: `no_cache_outs`), and
+    # `push --run-cache` sends only the records: hence every output of train is cached.
+    assert any("stages/train.py" in cmd for cmd in collab["run_cache_cmds"]), (
+        f"the run cache holds runs of {collab['run_cache_cmds']} only: does train have a cache: false output?"
+    )
+    # Positive control: a real run of train prints this.
+    assert "train: finished in" in collab["A_short_repro"]
     out = collab["D_repro"]
     assert "Stage 'train' is cached - skipping run, checking out outputs" in out
-    assert "Stage 'evaluate' is cached - skipping run, checking out outputs" in out
-    assert stages_run(out) == []
-    assert "Epoch 1/" not in out and "train: saved" not in out
+    # evaluate's outputs are git-tracked (cache: false), so it has no run record: it reruns,
+    # in seconds, on the restored model.
+    assert stages_run(out) == ["evaluate"]
+    assert "train: finished in" not in out and "train: saved" not in out
     assert collab["D_model"] == collab["short_model"]
     assert collab["D_models_md5"] == collab["short_models_md5"]
     assert collab["D_metrics"] == collab["short_metrics"]
@@ -409,5 +448,26 @@ def test_a_failed_push_or_pull_says_why_and_loses_nothing(collab: dict, case: st
     assert "Traceback" not in output
     errors = error_lines(proc)
     assert errors and cause in errors[0], output  # the first ERROR line names the cause
+    if case.endswith("pull"):  # then a summary line
+        assert len(errors) == 2 and "failed to pull data from the cloud" in errors[1], output
+    else:
+        assert len(errors) == 1, output
     assert collab["C_kept_workspace"]
     assert UP_TO_DATE in collab["C_status_after_failures"]
+
+
+def test_exp_pull_with_data_misses_the_relative_local_remote(collab: dict) -> None:
+    """Why experiments travel through the S3 remote: DVC 3.67 reads a remote's url from the
+    experiment's git revision and resolves the local remote's `../../fmnist-dvc-storage` against
+    that tree's root "/", so `exp push`/`exp pull` with data (even with `-r local`), and `push -a`
+    for revisions other than the workspace, use /fmnist-dvc-storage, not the directory beside the
+    clone (cf. treeverse/dvc#10054). Pulling only reads, so this is safe to show; pushing would
+    write to /fmnist-dvc-storage. When a DVC release resolves the url against the clone, this
+    test fails: the local remote can then carry experiments too."""
+    out = collab["C_exp_pull_local"]
+    assert collab["exp_model_in_local_storage_after_run_cache_push"]  # the model is beside the clones
+    assert not collab["C_has_exp_model"]  # ...yet exp pull did not fetch it
+    assert "Preparing to transfer data from '/fmnist-dvc-storage/files/md5'" in out, out
+    assert "Some of the cache files do not exist neither locally nor on remote" in out
+    # With the absolute url in .dvc/config.local (as `make setup` writes it), the same pull works.
+    assert collab["C_has_exp_model_pinned"], collab["C_exp_pull_pinned"]

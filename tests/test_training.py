@@ -93,6 +93,20 @@ def test_same_seed_gives_identical_model_files_and_logs(prepared: Path, tmp_path
         assert tsv.read_bytes() == twin.read_bytes()
 
 
+def test_steps_per_execution_changes_speed_not_weights(prepared: Path, tmp_path: Path) -> None:
+    # 7 does not divide the 13 batches of an epoch: the remainder runs as a shorter call.
+    for run, steps in (("one", 1), ("seven", 7)):
+        keras.backend.clear_session()
+        train(
+            _quick_params(epochs=2, steps_per_execution=steps),
+            5,
+            prepared,
+            tmp_path / run,
+            tmp_path / f"l{run}",
+        )
+    assert (tmp_path / "one/model.keras").read_bytes() == (tmp_path / "seven/model.keras").read_bytes()
+
+
 def test_cnn_with_one_cycle_adamw_smoothing_and_augmentation_trains_reproducibly(
     prepared: Path, tmp_path: Path
 ) -> None:

@@ -188,6 +188,7 @@ class TrainParams:
     epochs: int
     batch_size: int
     patience: int
+    steps_per_execution: int
 
     def check(self) -> None:
         _require_choice("train.model", self.model, MODELS)
@@ -214,6 +215,12 @@ class TrainParams:
         _require(self.epochs >= 1, "train.epochs", "must be >= 1", self.epochs)
         _require(self.batch_size >= 1, "train.batch_size", "must be >= 1", self.batch_size)
         _require(self.patience >= 1, "train.patience", "must be >= 1", self.patience)
+        _require(
+            self.steps_per_execution >= 1,
+            "train.steps_per_execution",
+            "must be >= 1",
+            self.steps_per_execution,
+        )
 
 
 Section = TypeVar("Section")

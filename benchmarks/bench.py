@@ -1,0 +1,315 @@
+"""Time the project's training against a naive seed-style loop, and the pipeline's other costs.
+
+    python benchmarks/bench.py [--epochs 3] [--cnn-epochs 1] [--no-cnn] [--json FILE]
+
+Needs data/raw and data/prepared (`dvc repro preprocess`) and, for the evaluate timing,
+models/model.keras (`dvc repro`). Each measurement runs in a process of its own, so each
+pays its own TensorFlow import and reports its own peak RSS. Run it on a quiet machine:
+it measures whatever else is running too.
+
+(a) naive: what the seed code does - the whole set as float32 NumPy arrays, one-hot labels,
+    `model.fit(x, y, batch_size=32, validation_data=...)`, default settings.
+(b) project: `fmnist_dvc.training.train` itself - uint8 tf.data pipeline, seeded stateless
+    shuffling, steps_per_execution, dvclive logs, per-epoch resume snapshots, the saved model.
+Both see the same images, the same seed and the same number of epochs. Their weights differ
+(the shuffling differs); what must match is (b) with steps_per_execution 1 and (b) as
+configured: identical weights mean the speed-up changed no arithmetic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PREPARED, RAW, MODEL = ROOT / "data/prepared", ROOT / "data/raw", ROOT / "models/model.keras"
+# Forward + backward multiply-adds of the seed MLP per image, x2 for FLOPs, x3 for fwd+bwd.
+MLP_FLOP_PER_IMAGE = 3 * 2 * (784 * 256 + 256 * 256 + 256 * 128 + 128 * 64 + 64 * 10)
+
+
+# ---------------------------------------------------------------- workers (child processes)
+
+
+def _params(model: str, epochs: int, steps_per_execution: int | None):
+    import yaml
+
+    from fmnist_dvc.params import TrainParams, load_section
+
+    params = load_section("train", TrainParams, ROOT / "params.yaml")
+    if model == "cnn":  # the fast CNN preset, without augmentation (the naive loop has none)
+        preset = yaml.safe_load((ROOT / "presets/cnn-fast.yaml").read_text())["train"]
+        flat = {k: v for k, v in preset.items() if k not in ("cnn", "augment")}
+        params = dataclasses.replace(
+            params, cnn=dataclasses.replace(params.cnn, **preset["cnn"]), model="cnn", **flat
+        )
+    changes = {"epochs": epochs, "patience": 10_000}
+    if steps_per_execution is not None:
+        changes["steps_per_execution"] = steps_per_execution
+    return dataclasses.replace(params, **changes)
+
+
+def _digest(model) -> str:
+    return hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest()[:16]
+
+
+def _test_accuracy(model) -> float:
+    from fmnist_dvc.dataset import make_dataset
+    from fmnist_dvc.prepare import load_split
+
+    x, y = load_split(PREPARED, "test")
+    probs = model.predict(make_dataset(x, y, 1000), verbose=0)
+    return float((probs.argmax(axis=1) == y).mean())
+
+
+def worker(kind: str, model_name: str, epochs: int, spe: int | None) -> dict:
+    import keras
+
+    from fmnist_dvc.prepare import load_split
+    from fmnist_dvc.training import compile_model, set_seed, train
+
+    seed = 42
+    params = _params(model_name, epochs, spe)
+    n_train = len(load_split(PREPARED, "train")[1])
+    if kind == "naive":
+        from fmnist_dvc.models import build_model
+
+        keras.utils.set_random_seed(seed)
+        x, y = load_split(PREPARED, "train")
+        xv, yv = load_split(PREPARED, "val")
+        x, xv = x.astype("float32") / 255, xv.astype("float32") / 255
+        y, yv = keras.utils.to_categorical(y, 10), keras.utils.to_categorical(yv, 10)
+        model = build_model(params)
+        naive = dataclasses.replace(params, steps_per_execution=1)
+        compile_model(model, naive, steps_per_epoch=-(-n_train // params.batch_size))
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=params.batch_size, epochs=epochs, validation_data=(xv, yv), verbose=0)
+        seconds = time.perf_counter() - start
+    else:
+        set_seed(seed)
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            model = train(params, seed, PREPARED, Path(tmp) / "m", Path(tmp) / "live", Path(tmp) / "snap")
+            seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "epochs": epochs,
+        "images": n_train * epochs,
+        "digest": _digest(model),
+        "test_accuracy": _test_accuracy(model),
+        "steps_per_execution": 1 if kind == "naive" else params.steps_per_execution,
+    }
+
+
+def worker_stage(kind: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        if kind == "preprocess":
+            from fmnist_dvc.prepare import prepare
+
+            start = time.perf_counter()
+            prepare(RAW, Path(tmp) / "p", 0.1, None, 42)
+        else:
+            from fmnist_dvc.evaluation import evaluate
+
+            start = time.perf_counter()
+            evaluate(MODEL, PREPARED, Path(tmp) / "e.json", Path(tmp) / "test")
+        return {"seconds": time.perf_counter() - start}
+
+
+def worker_matmul() -> dict:
+    import tensorflow as tf
+
+    a = tf.random.normal((2048, 2048))
+    for _ in range(3):
+        tf.matmul(a, a).numpy()
+    best = 0.0
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(10):
+            tf.matmul(a, a).numpy()
+        best = max(best, 10 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9)
+    return {"gflops": best}
+
+
+# ---------------------------------------------------------------- the parent
+
+
+def child(*args: str) -> dict:
+    """Run one worker; its JSON result plus its wall time and peak RSS."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        cmd = [sys.executable, __file__, "--worker", *args]
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)  # reaped here, with its own resource usage
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode:
+            raise SystemExit(f"bench: worker {' '.join(args)} failed:\n{err.read().decode()[-2000:]}")
+        result = json.loads(out.read().decode().strip().splitlines()[-1])
+    result["wall_seconds"] = wall
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    return result
+
+
+def noop_repro(repo: Path, runs: int = 5) -> float | None:
+    """Median seconds of `dvc repro` with nothing to do, or None if the pipeline is not up to date."""
+    dvc = str(Path(sys.executable).parent / "dvc")
+    status = subprocess.run([dvc, "status"], cwd=repo, capture_output=True, text=True, check=False)
+    if "up to date" not in status.stdout:
+        return None
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([dvc, "repro"], cwd=repo, capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bare_project(path: Path) -> Path:
+    """Two trivial stages, for the cost of DVC itself."""
+    dvc = str(Path(sys.executable).parent / "dvc")
+    path.mkdir()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b"}
+    env["GIT_COMMITTER_EMAIL"] = "b@b"
+    (path / "a.txt").write_text("a\n")
+    (path / "dvc.yaml").write_text(
+        "stages:\n  one:\n    cmd: cp a.txt b.txt\n    deps: [a.txt]\n    outs: [b.txt]\n"
+        "  two:\n    cmd: cp b.txt c.txt\n    deps: [b.txt]\n    outs: [c.txt]\n"
+    )
+    for cmd in (["git", "init", "-q"], [dvc, "init", "-q"], [dvc, "repro", "-q"]):
+        subprocess.run(cmd, cwd=path, env=env, check=True, capture_output=True)
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3, help="MLP epochs per timed run")
+    parser.add_argument("--cnn-epochs", type=int, default=1)
+    parser.add_argument("--no-cnn", action="store_true")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results.json")
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        kind, *rest = args.worker
+        if kind in ("naive", "project"):
+            spe = int(rest[2]) if len(rest) > 2 else None
+            result = worker(kind, rest[0], int(rest[1]), spe)
+        elif kind == "matmul":
+            result = worker_matmul()
+        else:
+            result = worker_stage(kind)
+        print(json.dumps(result))
+        return 0
+
+    if not (PREPARED / "train_images.npy").is_file():
+        raise SystemExit("bench: data/prepared is missing; run 'dvc repro preprocess' first.")
+    results: dict = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{_cpu_name()}, {os.cpu_count()} cores, {platform.platform()}",
+        "python": platform.python_version(),
+    }
+    steps = [("matmul", ("matmul",))]
+    steps += [
+        ("mlp naive", ("naive", "mlp", str(args.epochs))),
+        ("mlp project", ("project", "mlp", str(args.epochs))),
+        ("mlp project spe=1", ("project", "mlp", str(args.epochs), "1")),
+    ]
+    if not args.no_cnn:
+        steps += [
+            ("cnn naive", ("naive", "cnn", str(args.cnn_epochs))),
+            ("cnn project", ("project", "cnn", str(args.cnn_epochs))),
+        ]
+    steps += [("preprocess", ("preprocess",))]
+    if MODEL.is_file():
+        steps += [("evaluate", ("evaluate",))]
+    for name, worker_args in steps:
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        results[name] = child(*worker_args)
+    print("bench: no-op dvc repro ...", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        results["noop repro bare"] = noop_repro(bare_project(Path(tmp) / "bare"))
+    results["noop repro project"] = noop_repro(ROOT)
+
+    import tensorflow as tf  # only for its version, after the timings
+
+    results["tensorflow"] = tf.__version__
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=1) + "\n")
+    print(table(results))
+    print(f"\nwritten: {args.json}")
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def table(r: dict) -> str:
+    lines = [f"{r['date']}  {r['machine']}  TensorFlow {r['tensorflow']}", ""]
+    lines.append("| run | s/epoch | images/s | vs naive | test acc | weights | peak RSS |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for model in ("mlp", "cnn"):
+        naive = r.get(f"{model} naive")
+        if naive is None:
+            continue
+        for name in (f"{model} naive", f"{model} project", f"{model} project spe=1"):
+            run = r.get(name)
+            if run is None:
+                continue
+            speed = run["images"] / run["seconds"]
+            same = "" if name.endswith("naive") else run["digest"]
+            lines.append(
+                f"| {name} (spe {run['steps_per_execution']}) | {run['seconds'] / run['epochs']:.2f} | "
+                f"{speed:,.0f} | {speed / (naive['images'] / naive['seconds']):.2f}x | "
+                f"{run['test_accuracy']:.4f} | {same} | {run.get('peak_rss_mb', 0):.0f} MB |"
+            )
+    spe1, fast = r.get("mlp project spe=1"), r.get("mlp project")
+    if spe1 and fast:
+        lines.append(
+            f"\nMLP weights with steps_per_execution 1 and {fast['steps_per_execution']}: "
+            f"{'identical' if spe1['digest'] == fast['digest'] else 'DIFFERENT'}"
+        )
+    if fast:
+        flops = MLP_FLOP_PER_IMAGE * fast["images"] / fast["seconds"] / 1e9
+        lines.append(
+            f"MLP project: {flops:.1f} GFLOP/s = {100 * flops / r['matmul']['gflops']:.0f}% of the "
+            f"measured float32 matmul peak ({r['matmul']['gflops']:.0f} GFLOP/s)"
+        )
+    for stage in ("preprocess", "evaluate"):
+        if stage in r:
+            lines.append(
+                f"{stage}: {r[stage]['seconds']:.1f} s in-process "
+                f"({r[stage]['wall_seconds']:.1f} s with Python and TensorFlow start-up)"
+            )
+    bare, project = r.get("noop repro bare"), r.get("noop repro project")
+    if bare and project:
+        lines.append(
+            f"no-op dvc repro: project {project:.2f} s, bare two-stage project {bare:.2f} s "
+            f"({project / bare:.2f}x)"
+        )
+    elif bare:
+        lines.append(f"no-op dvc repro: bare {bare:.2f} s; project skipped (pipeline not up to date)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
