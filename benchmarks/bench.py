@@ -75,12 +75,14 @@ def _test_accuracy(model) -> float:
 def worker(kind: str, model_name: str, epochs: int, spe: int | None) -> dict:
     import keras
 
+    from fmnist_dvc.dataset import batches_per_epoch
     from fmnist_dvc.prepare import load_split
-    from fmnist_dvc.training import compile_model, set_seed, train
+    from fmnist_dvc.training import compile_model, execution_steps, set_seed, train
 
     seed = 42
     params = _params(model_name, epochs, spe)
     n_train = len(load_split(PREPARED, "train")[1])
+    steps = batches_per_epoch(n_train, params.batch_size)
     if kind == "naive":
         from fmnist_dvc.models import build_model
 
@@ -91,7 +93,7 @@ def worker(kind: str, model_name: str, epochs: int, spe: int | None) -> dict:
         y, yv = keras.utils.to_categorical(y, 10), keras.utils.to_categorical(yv, 10)
         model = build_model(params)
         naive = dataclasses.replace(params, steps_per_execution=1)
-        compile_model(model, naive, steps_per_epoch=-(-n_train // params.batch_size))
+        compile_model(model, naive, steps_per_epoch=steps)
         start = time.perf_counter()
         model.fit(x, y, batch_size=params.batch_size, epochs=epochs, validation_data=(xv, yv), verbose=0)
         seconds = time.perf_counter() - start
@@ -107,7 +109,7 @@ def worker(kind: str, model_name: str, epochs: int, spe: int | None) -> dict:
         "images": n_train * epochs,
         "digest": _digest(model),
         "test_accuracy": _test_accuracy(model),
-        "steps_per_execution": 1 if kind == "naive" else params.steps_per_execution,
+        "steps_per_execution": 1 if kind == "naive" else execution_steps(steps, params.steps_per_execution),
     }
 
 

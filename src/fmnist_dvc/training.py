@@ -66,8 +66,18 @@ def compile_model(model: keras.Model, params: TrainParams, steps_per_epoch: int)
         metrics=["accuracy"],
         # Several batches per call into TensorFlow: at batch 32 the per-call overhead, not the
         # arithmetic, sets the pace. The same ops run in the same order, so the weights match.
-        steps_per_execution=params.steps_per_execution,
+        steps_per_execution=execution_steps(steps_per_epoch, params.steps_per_execution),
     )
+
+
+def execution_steps(steps_per_epoch: int, limit: int) -> int:
+    """The largest divisor of `steps_per_epoch` not above `limit`.
+
+    Keras runs whole executions: one that does not end with the epoch runs on into the next
+    epoch's batches before the epoch-end callbacks (learning-rate step, validation, early
+    stopping) fire, which would change the result.
+    """
+    return max(d for d in range(1, min(limit, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
 
 
 class LogLearningRate(keras.callbacks.Callback):
