@@ -50,9 +50,7 @@ def _params(model: str, epochs: int, steps_per_execution: int | None):
     if model == "cnn":  # the fast CNN preset, without augmentation (the naive loop has none)
         preset = yaml.safe_load((ROOT / "presets/cnn-fast.yaml").read_text())["train"]
         flat = {k: v for k, v in preset.items() if k not in ("cnn", "augment")}
-        params = dataclasses.replace(
-            params, cnn=dataclasses.replace(params.cnn, **preset["cnn"]), model="cnn", **flat
-        )
+        params = dataclasses.replace(params, cnn=dataclasses.replace(params.cnn, **preset["cnn"]), **flat)
     changes = {"epochs": epochs, "patience": 10_000}
     if steps_per_execution is not None:
         changes["steps_per_execution"] = steps_per_execution
@@ -126,6 +124,27 @@ def worker_stage(kind: str) -> dict:
             start = time.perf_counter()
             evaluate(MODEL, PREPARED, Path(tmp) / "e.json", Path(tmp) / "test")
         return {"seconds": time.perf_counter() - start}
+
+
+def worker_predict() -> dict:
+    """`fmnist predict`'s classify(): one image at a time (warm) and the 10,000 test images."""
+    from fmnist_dvc.cli import classify
+    from fmnist_dvc.model_io import load_model
+    from fmnist_dvc.prepare import load_split
+
+    model = load_model(MODEL)
+    images, _ = load_split(PREPARED, "test")
+    for _ in range(5):
+        classify(model, images[:1])
+    single = []
+    for i in range(200):
+        start = time.perf_counter()
+        classify(model, images[i : i + 1])
+        single.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    classify(model, images)
+    batch = time.perf_counter() - start
+    return {"single_ms_median": 1000 * statistics.median(single), "batch_images_per_s": len(images) / batch}
 
 
 def worker_matmul() -> dict:
@@ -202,6 +221,7 @@ def main() -> int:
     parser.add_argument("--cnn-epochs", type=int, default=1)
     parser.add_argument("--no-cnn", action="store_true")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results.json")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these steps (e.g. predict)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -211,6 +231,8 @@ def main() -> int:
             result = worker(kind, rest[0], int(rest[1]), spe)
         elif kind == "matmul":
             result = worker_matmul()
+        elif kind == "predict":
+            result = worker_predict()
         else:
             result = worker_stage(kind)
         print(json.dumps(result))
@@ -236,14 +258,17 @@ def main() -> int:
         ]
     steps += [("preprocess", ("preprocess",))]
     if MODEL.is_file():
-        steps += [("evaluate", ("evaluate",))]
+        steps += [("evaluate", ("evaluate",)), ("predict", ("predict",))]
+    if args.only:
+        steps = [step for step in steps if step[0] in args.only]
     for name, worker_args in steps:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
         results[name] = child(*worker_args)
-    print("bench: no-op dvc repro ...", file=sys.stderr, flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        results["noop repro bare"] = noop_repro(bare_project(Path(tmp) / "bare"))
-    results["noop repro project"] = noop_repro(ROOT)
+    if not args.only or "noop" in args.only:
+        print("bench: no-op dvc repro ...", file=sys.stderr, flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            results["noop repro bare"] = noop_repro(bare_project(Path(tmp) / "bare"))
+        results["noop repro project"] = noop_repro(ROOT)
 
     import tensorflow as tf  # only for its version, after the timings
 
@@ -302,6 +327,12 @@ def table(r: dict) -> str:
                 f"{stage}: {r[stage]['seconds']:.1f} s in-process "
                 f"({r[stage]['wall_seconds']:.1f} s with Python and TensorFlow start-up)"
             )
+    if "predict" in r:
+        p = r["predict"]
+        lines.append(
+            f"fmnist predict: {p['single_ms_median']:.1f} ms per single image (warm, median of 200), "
+            f"{p['batch_images_per_s']:,.0f} images/s for the 10,000 test images"
+        )
     bare, project = r.get("noop repro bare"), r.get("noop repro project")
     if bare and project:
         lines.append(

@@ -1,0 +1,101 @@
+"""The `fmnist` command: classify clothing images with the trained model.
+
+    fmnist predict PATH... [--model models/model.keras] [--top-k 3] [--csv FILE] [--invert auto|yes|no]
+
+PATH may be image files (PNG, JPEG, ...), IDX or NPY batches of 28x28 images, or directories
+of them. A file that cannot be read gets one `error:` line; the others are still classified,
+and the exit code is 1 if anything failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from fmnist_dvc import CLASS_NAMES
+from fmnist_dvc.atomic import atomic_write_text
+from fmnist_dvc.errors import PipelineError
+from fmnist_dvc.model_io import check_model_file
+from fmnist_dvc.predict import INVERT_CHOICES, Item, expand, read_items, top_k
+
+BATCH = 256
+
+
+def classify(model: object, pixels: np.ndarray, progress: bool = False) -> np.ndarray:
+    """Class probabilities for (n, 28, 28) uint8 images, scaled as in training."""
+    batches = range(0, len(pixels), BATCH)
+    out = []
+    for start in tqdm(batches, desc="classifying", unit="batch", disable=not progress, file=sys.stderr):
+        x = pixels[start : start + BATCH].astype(np.float32) / np.float32(255)
+        out.append(np.asarray(model.predict_on_batch(x)))
+    return np.concatenate(out)
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    files, errors = expand(args.paths)
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    items: list[Item] = []
+    for path in tqdm(files, desc="reading", unit="file", disable=len(files) < 100, file=sys.stderr):
+        try:
+            items += read_items(path, args.invert)
+        except PipelineError as exc:
+            errors.append(str(exc))
+            print(f"error: {exc}", file=sys.stderr)
+    if items:
+        from fmnist_dvc.model_io import load_model  # TensorFlow loads only when there is work
+
+        check_model_file(args.model)
+        model = load_model(args.model)
+        probs = classify(model, np.stack([item.pixels for item in items]), progress=len(items) > BATCH)
+        rows = list(zip(items, top_k(probs, args.top_k), strict=True))
+        if args.csv:
+            atomic_write_text(args.csv, _csv(rows, args.top_k))
+            print(f"fmnist: {len(items)} predictions written to {args.csv}")
+        else:
+            for item, best in rows:
+                where = item.source if item.index is None else f"{item.source}[{item.index}]"
+                print(f"{where}: " + ", ".join(f"{name} {p:.3f}" for name, p in best))
+    if errors:
+        print(f"fmnist: {len(errors)} input(s) failed, {len(items)} image(s) classified", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _csv(rows: list[tuple[Item, list[tuple[str, float]]]], k: int) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    ranked = [f"{col}_{rank}" for rank in range(1, k + 1) for col in ("class", "prob")]
+    writer.writerow(["source", "index", *ranked])
+    for item, best in rows:
+        flat = [v for name, p in best for v in (name, f"{p:.6f}")]
+        writer.writerow([item.source, "" if item.index is None else item.index, *flat])
+    return buffer.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fmnist", description="Classify clothing images (Fashion-MNIST).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    predict = sub.add_parser("predict", help="classify image files, IDX/NPY batches or directories")
+    predict.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    predict.add_argument("--model", type=Path, default=Path("models/model.keras"))
+    predict.add_argument("--top-k", type=int, default=3, choices=range(1, len(CLASS_NAMES) + 1), metavar="K")
+    predict.add_argument("--csv", type=Path, help="write all predictions to this CSV file instead")
+    predict.add_argument(
+        "--invert", choices=INVERT_CHOICES, default="auto", help="auto: invert images with a light border"
+    )
+    args = parser.parse_args(argv)
+    try:
+        return predict_command(args)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
