@@ -111,15 +111,16 @@ def test_idx_and_npy_batches(trained: dict, tmp_path: Path) -> None:
 
 
 def test_photos_are_inverted_cropped_and_centred(trained: dict, tmp_path: Path) -> None:
-    """A dark item on a light, larger, off-centre canvas (as a photo would be) is turned back
-    into the training data's look; most predictions then match those of the original image."""
+    """A dark item on a light, larger, off-centre canvas (as a photo would be; RGB, half of them
+    JPEG) is turned back into the training data's look; most predictions then match those of
+    the original image."""
     folder = tmp_path / "photos"
     folder.mkdir()
     for i, image in enumerate(trained["images"]):
         item = Image.fromarray(255 - image).resize((112, 112), Image.Resampling.BICUBIC)
         canvas = Image.new("L", (240, 180), color=255)
         canvas.paste(item, (20 + 3 * i, 30 + i))
-        canvas.convert("RGB").save(folder / f"photo{i:02d}.png")
+        canvas.convert("RGB").save(folder / f"photo{i:02d}.{'jpg' if i % 2 else 'png'}", quality=90)
     out = tmp_path / "pred.csv"
     fmnist("predict", folder, "--model", trained["model"], "--csv", out, cwd=tmp_path)
     predicted = [r["class_1"] for r in read_csv(out)]
