@@ -6,6 +6,8 @@ DATA_DIR := /usr/share/datasets/fashion-mnist
 PLOTS_TEMPLATE := build/plots-template.html
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REV ?= main
+# Recipes read it as "$$REV" from the environment: a branch name never becomes shell code.
+export REV
 
 # DVC stages run `python ...`: make it the project's interpreter.
 export PATH := $(BIN):$(PATH)
@@ -47,11 +49,11 @@ plots: setup
 	$(BIN)/python -m fmnist_dvc.plots_cli show --open
 
 plots-diff: setup
-	$(BIN)/python -m fmnist_dvc.plots_cli diff $(REV) --open
+	$(BIN)/python -m fmnist_dvc.plots_cli diff "$$REV" --open
 
 # Markdown comparison of the workspace with $(REV), e.g. for a pull-request comment.
 report: setup
-	$(BIN)/python -m fmnist_dvc.report $(REV) -o report.md
+	$(BIN)/python -m fmnist_dvc.report "$$REV" -o report.md
 	@cat report.md
 
 # Training speed against the naive seed loop, and the pipeline's other costs (BENCHMARKS.md).

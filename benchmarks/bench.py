@@ -315,7 +315,7 @@ def table(r: dict) -> str:
             f"\nMLP weights with steps_per_execution 1 and {fast['steps_per_execution']}: "
             f"{'identical' if spe1['digest'] == fast['digest'] else 'DIFFERENT'}"
         )
-    if fast:
+    if fast and "matmul" in r:
         flops = MLP_FLOP_PER_IMAGE * fast["images"] / fast["seconds"] / 1e9
         lines.append(
             f"MLP project: {flops:.1f} GFLOP/s = {100 * flops / r['matmul']['gflops']:.0f}% of the "

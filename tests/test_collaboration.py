@@ -232,6 +232,8 @@ def collab(
     a = record["A"] = new_project(root / "A")
     set_params(a, {"preprocess.train_limit": 2000, "train.epochs": 2})
     run(["git", "init", "-q", "-b", "main"], a)
+    # The project commits no S3 bucket (bucket names are global): a team adds its own, as here.
+    dvc("remote", "add", "s3", f"s3://{BUCKET}/cache", cwd=a)
     run(["git", "remote", "add", "origin", str(origin)], a)
     run(["git", "add", "-A"], a)
     run(["git", "commit", "-qm", "small run"], a)

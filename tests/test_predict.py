@@ -141,27 +141,35 @@ def test_bad_inputs_each_get_one_line_and_the_rest_is_classified(trained: dict, 
     (tmp_path / "cut.png").write_bytes((tmp_path / "whole.png").read_bytes()[:60])
     (tmp_path / "whole.png").unlink()
     (tmp_path / "empty").mkdir()
-    proc = fmnist(
-        "predict",
-        "good.png",
+    gz = gzip.compress(encode_idx(trained["images"]))
+    (tmp_path / "bad-images-idx3-ubyte.gz").write_bytes(gz[:-40] + b"x" * 40)  # a broken deflate stream
+    with (tmp_path / "archive.npy").open("wb") as fh:
+        np.savez(fh, a=trained["images"])  # an .npz archive under a .npy name
+    np.save(tmp_path / "none.npy", np.zeros((0, 28, 28), np.uint8))
+    bad = [
         "missing.png",
         "notes.png",
         "cut.png",
         "empty",
-        "--model",
-        trained["model"],
-        cwd=tmp_path,
-        expect=1,
-    )
+        "bad-images-idx3-ubyte.gz",
+        "archive.npy",
+        "none.npy",
+    ]
+    proc = fmnist("predict", "good.png", *bad, "--model", trained["model"], cwd=tmp_path, expect=1)
     assert proc.stdout.startswith("good.png: ") and proc.stdout.count("\n") == 1
     lines = errors(proc)
-    assert len(lines) == 4, proc.stderr
+    assert sorted(line.split(":")[1].strip() for line in lines) == sorted(bad), proc.stderr  # one each
     assert "error: missing.png: no such file or directory." in lines
     assert "error: empty: the directory holds no image, IDX or NPY files." in lines
     assert "error: notes.png: not an image file PIL can read (PNG, JPEG, ...)." in lines
     assert any(line.startswith("error: cut.png: the image is corrupt or truncated") for line in lines)
+    assert any(
+        line.startswith("error: bad-images-idx3-ubyte.gz: cannot be read as an NPY or IDX") for line in lines
+    )
+    assert "error: archive.npy: holds several arrays (.npz data), not one batch of images." in lines
+    assert "error: none.npy: holds no images." in lines
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.splitlines()[-1] == "fmnist: 4 input(s) failed, 1 image(s) classified"
+    assert proc.stderr.splitlines()[-1] == f"fmnist: {len(bad)} input(s) failed, 1 image(s) classified"
 
 
 def test_a_missing_model_is_one_line(trained: dict, tmp_path: Path) -> None:

@@ -168,3 +168,18 @@ def test_dvc_repro_killed_during_training_resumes_and_ends_the_same(tmp_path: Pa
     assert stages_run(forced) == ["download", "preprocess", "train", "evaluate"] and "resuming" not in forced
     assert (repo / "metrics/evaluate.json").read_bytes() == metrics
     assert (repo / "dvc.lock").read_bytes() == lock  # md5 of the model, the logs and every metric
+
+
+def test_an_unusable_snapshot_is_ignored_and_training_starts_over(
+    prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    params = dataclasses.replace(SEED, batch_size=64, epochs=2)
+    _run(params, prepared, tmp_path / "straight" / "out")
+    with pytest.raises(Crash):
+        _run(params, prepared, tmp_path / "broken" / "out", crash_after=0)
+    variables = tmp_path / "broken" / "resume" / "variables.npz"
+    variables.write_bytes(variables.read_bytes()[:1000])  # a damaged disk, say
+    _run(params, prepared, tmp_path / "broken" / "out")
+    out = capsys.readouterr().out
+    assert "ignoring the unusable snapshot" in out and "resuming" not in out
+    assert _outputs(tmp_path / "broken" / "out") == _outputs(tmp_path / "straight" / "out")

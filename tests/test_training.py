@@ -102,12 +102,13 @@ def test_execution_steps_divide_the_epoch() -> None:
 
 
 def test_steps_per_execution_changes_speed_not_weights(prepared: Path, tmp_path: Path) -> None:
-    # The epoch has 13 batches and the learning rate drops after the first epoch: an execution
-    # of 7 batches would run across the epoch boundary and change the weights; 13 is used.
-    for run, steps in (("one", 1), ("more", 20)):
+    # 800 images in batches of 50 are 16 batches per epoch, and the learning rate drops after
+    # the first epoch. Executions of 6 would run across the epoch boundary (6+6+6 > 16) and
+    # change the weights; the train stage uses 4, the largest divisor of 16 not above 6.
+    for run, steps in (("one", 1), ("more", 6)):
         keras.backend.clear_session()
         train(
-            _quick_params(epochs=2, steps_per_execution=steps),
+            _quick_params(epochs=2, batch_size=50, steps_per_execution=steps),
             5,
             prepared,
             tmp_path / run,

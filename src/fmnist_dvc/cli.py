@@ -21,7 +21,6 @@ from tqdm import tqdm
 from fmnist_dvc import CLASS_NAMES
 from fmnist_dvc.atomic import atomic_write_text
 from fmnist_dvc.errors import PipelineError
-from fmnist_dvc.model_io import check_model_file
 from fmnist_dvc.predict import INVERT_CHOICES, Item, expand, read_items, top_k
 
 BATCH = 256
@@ -51,8 +50,7 @@ def predict_command(args: argparse.Namespace) -> int:
     if items:
         from fmnist_dvc.model_io import load_model  # TensorFlow loads only when there is work
 
-        check_model_file(args.model)
-        model = load_model(args.model)
+        model = load_model(args.model)  # checks the file, then loads with safe_mode and checks its shapes
         probs = classify(model, np.stack([item.pixels for item in items]), progress=len(items) > BATCH)
         rows = list(zip(items, top_k(probs, args.top_k), strict=True))
         if args.csv:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from fmnist_dvc import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
+from fmnist_dvc import CLASS_NAMES, NUM_CLASSES
 from fmnist_dvc.atomic import atomic_dir, atomic_write_text
 from fmnist_dvc.dataset import make_dataset
-from fmnist_dvc.errors import PipelineError
 from fmnist_dvc.figures import most_confident_mistakes, per_class_bars, save_png
 from fmnist_dvc.model_io import load_model
 from fmnist_dvc.prepare import load_split
@@ -53,25 +51,9 @@ def summary_metrics(labels: np.ndarray, probs: np.ndarray, table: pd.DataFrame) 
     }
 
 
-def check_model_shapes(model: Any, path: Path) -> None:
-    """A readable model of the wrong shape would fail deep inside predict(); say so plainly."""
-    expected = ((None, *IMAGE_SHAPE), (None, NUM_CLASSES))
-    try:
-        got = (tuple(model.input_shape), tuple(model.output_shape))
-    except (AttributeError, ValueError, TypeError):  # several inputs or outputs, or none
-        got = None
-    if got != expected:
-        shapes = f"maps {got[0]} to {got[1]}" if got else "does not have one input and one output"
-        raise PipelineError(
-            f"{path} {shapes}, not 28x28 images to {NUM_CLASSES} class scores; "
-            "run 'dvc repro -f train' to rebuild it."
-        )
-
-
 def evaluate(model_path: Path, data_dir: Path, metrics_path: Path, plots_dir: Path) -> dict:
     """Write `{"test": {...}}` to `metrics_path` and the per-image and per-class plot data to `plots_dir`."""
     model = load_model(model_path)
-    check_model_shapes(model, model_path)
     images, labels = load_split(data_dir, "test")
     probs = model.predict(make_dataset(images, labels, EVAL_BATCH), verbose=0)
     predicted = probs.argmax(axis=1)

@@ -15,6 +15,7 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fmnist_dvc import IMAGE_SHAPE, NUM_CLASSES
 from fmnist_dvc.errors import PipelineError
 
 if TYPE_CHECKING:
@@ -117,9 +118,26 @@ def load_model(path: Path) -> keras.Model:
     path = Path(path)
     check_model_file(path)
     try:
-        return keras.models.load_model(path, safe_mode=True)
+        model = keras.models.load_model(path, safe_mode=True)
     except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as exc:
         raise PipelineError(
             f"{path} is not a readable Keras model ({type(exc).__name__}); "
             "run 'dvc repro -f train' to rebuild it."
         ) from None
+    check_model_shapes(model, path)
+    return model
+
+
+def check_model_shapes(model: Any, path: Path) -> None:
+    """A readable model of the wrong shape would fail deep inside predict(); say so plainly."""
+    expected = ((None, *IMAGE_SHAPE), (None, NUM_CLASSES))
+    try:
+        got = (tuple(model.input_shape), tuple(model.output_shape))
+    except (AttributeError, ValueError, TypeError):  # several inputs or outputs, or none
+        got = None
+    if got != expected:
+        shapes = f"maps {got[0]} to {got[1]}" if got else "does not have one input and one output"
+        raise PipelineError(
+            f"{path} {shapes}, not 28x28 images to {NUM_CLASSES} class scores; "
+            "run 'dvc repro -f train' to rebuild it."
+        )

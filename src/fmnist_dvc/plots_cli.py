@@ -23,7 +23,9 @@ from fmnist_dvc.errors import PipelineError
 
 def plot_errors(dvc_args: list[str]) -> list[str]:
     """One sentence per plot DVC could not load, naming the plot, revision and file."""
-    proc = subprocess.run([_dvc(), "plots", *dvc_args, "--json"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [dvc_executable(), "plots", *dvc_args, "--json"], capture_output=True, text=True, check=False
+    )
     try:
         report = json.loads(proc.stdout)
     except json.JSONDecodeError:
@@ -62,14 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] not in ("show", "diff"):
         print(__doc__.strip().splitlines()[-2].strip(), file=sys.stderr)
         return 2
-    page = subprocess.run([_dvc(), "plots", *args], check=False)
+    page = subprocess.run([dvc_executable(), "plots", *args], check=False)
     errors = plot_errors([a for a in args if a != "--open"])
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
     return 1 if errors or page.returncode else 0
 
 
-def _dvc() -> str:
+def dvc_executable() -> str:
     found = shutil.which("dvc")
     if found is None:
         raise PipelineError("dvc not found on PATH; activate the project's environment (.venv).")

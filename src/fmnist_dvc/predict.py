@@ -5,13 +5,14 @@ photo is the opposite (a dark item on a light background, anywhere in a larger f
 `to_model_input` turns it into the training data's look: grayscale; inverted when the border
 is light (`invert="auto"`); cropped to the item, padded to a square and resized so that its
 longer side spans all 28 pixels, as Zalando did when it made the dataset. A 28x28 image is
-taken as it is (only inverted if asked), so a test-set image saved as PNG gets exactly the
-model's prediction for it. Photos with busy backgrounds are beyond this: crop them first.
+not cropped or resized (only inverted, if its border is light), so a test-set image saved as
+PNG gets exactly the model's prediction for it. Photos with busy backgrounds are beyond this: crop them first.
 """
 
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,8 @@ def read_items(path: Path, invert: str = "auto") -> list[Item]:
             pixels = to_model_input(image, invert)
     except UnidentifiedImageError:
         raise PipelineError(f"{path}: not an image file PIL can read (PNG, JPEG, ...).") from None
+    except Image.DecompressionBombError:
+        raise PipelineError(f"{path}: too many pixels to be a photo of one item; scale it down.") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
         raise PipelineError(f"{path}: the image is corrupt or truncated ({exc}).") from None
     return [Item(str(path), None, pixels)]
@@ -123,8 +126,12 @@ def _read_batch(path: Path) -> np.ndarray:
                 array = parse_idx(data, str(path))
             except PipelineError as exc:
                 raise PipelineError(str(exc).split("; ")[0] + ".") from None
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise PipelineError(f"{path}: cannot be read as an NPY or IDX batch ({exc}).") from None
+    if not isinstance(array, np.ndarray):  # np.load returns an archive for .npz data
+        raise PipelineError(f"{path}: holds several arrays (.npz data), not one batch of images.")
+    if array.size == 0:
+        raise PipelineError(f"{path}: holds no images.")
     if array.ndim == 2:
         array = array[None]
     if array.ndim != 3 or array.shape[1:] != IMAGE_SHAPE:

@@ -9,13 +9,13 @@ Usage: python -m fmnist_dvc.report REV [-o report.md] [--plots-dir dvc_plots]
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from fmnist_dvc.atomic import atomic_write_text
 from fmnist_dvc.errors import PipelineError
+from fmnist_dvc.plots_cli import dvc_executable, plot_errors
 
 
 def build_report(rev: str, plots_dir: Path) -> str:
@@ -26,6 +26,7 @@ def build_report(rev: str, plots_dir: Path) -> str:
     metrics = _dvc("metrics", "diff", rev, "--md")
     params = _dvc("params", "diff", rev, "--md")
     _dvc("plots", "diff", rev, "-o", str(plots_dir))
+    missing = plot_errors(["diff", rev])  # DVC draws the page even when some data is missing
     workspace = f"workspace (`{head_sha}`{' + uncommitted changes' if dirty else ''})"
     return "\n".join(
         [
@@ -43,23 +44,34 @@ def build_report(rev: str, plots_dir: Path) -> str:
             "",
             f"`dvc plots diff {rev}` drew both revisions in `{plots_dir / 'index.html'}`: open it in a "
             "browser, or publish that directory as a CI artifact and link it here.",
+            *(
+                [
+                    "",
+                    "Not drawn (data missing; `dvc fetch --all-branches --type plots` fetches DVC-cached "
+                    "curves):",
+                    "",
+                    *[f"- {line}" for line in missing],
+                ]
+                if missing
+                else []
+            ),
             "",
         ]
     )
 
 
 def _git(*args: str, what: str) -> str:
-    proc = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+    try:
+        proc = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise PipelineError("git not found on PATH; install git.") from None
     if proc.returncode != 0:
         raise PipelineError(f"git cannot find {what}; check the name (git branch -a, git log).")
     return proc.stdout.strip()
 
 
 def _dvc(*args: str) -> str:
-    exe = shutil.which("dvc")
-    if exe is None:
-        raise PipelineError("dvc not found on PATH; activate the project's environment (.venv).")
-    proc = subprocess.run([exe, *args], capture_output=True, text=True, check=False)
+    proc = subprocess.run([dvc_executable(), *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")]
         raise PipelineError(f"'dvc {' '.join(args)}' failed: {(errors or [proc.stderr.strip()])[-1]}")

@@ -12,15 +12,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import sys
+import zipfile
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from fmnist_dvc.atomic import atomic_dir
 from fmnist_dvc.params import TrainParams
@@ -37,8 +39,15 @@ def fingerprint(params: TrainParams, seed: int, data_dir: Path) -> str:
     """A digest of every input that shapes training: a snapshot is only valid for the same one."""
     digest = hashlib.sha256()
     digest.update(json.dumps({"params": dataclasses.asdict(params), "seed": seed}, sort_keys=True).encode())
-    for package in ("tensorflow", "keras", "numpy"):
-        digest.update(f"{package}=={metadata.version(package)}".encode())
+    for package, version in (
+        ("tensorflow", tf.__version__),
+        ("keras", keras.__version__),
+        ("numpy", np.__version__),
+    ):
+        digest.update(f"{package}=={version}".encode())
+    # The intra-op thread count changes the arithmetic (README, "Reproducibility").
+    threads = os.environ.get("TF_NUM_INTRAOP_THREADS") or str(os.cpu_count())
+    digest.update(f"threads={threads}".encode())
     for path in sorted(Path(data_dir).glob("*.npy")) + sorted(_PACKAGE_DIR.glob("*.py")):
         digest.update(path.name.encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -123,23 +132,31 @@ def find_snapshot(path: Path, run_id: str) -> Snapshot | None:
         return None
 
 
-def restore(snapshot: Snapshot, model: keras.Model, live_dir: Path) -> dict[str, Any]:
-    """Load the snapshot's variables into a compiled `model` and its logs into `live_dir`;
-    return the EarlyStopping state to resume with."""
+def restore(snapshot: Snapshot, model: keras.Model, live_dir: Path) -> dict[str, Any] | None:
+    """Load the snapshot into a compiled `model` and its logs into `live_dir`, and return the
+    EarlyStopping state to resume with; None (model untouched) if any part is unusable."""
     model.optimizer.build(model.trainable_variables)
     variables = _all_variables(model)
-    with np.load(snapshot.path / VARIABLES, allow_pickle=False) as saved:
-        if len(saved.files) != len(variables):
-            raise ValueError(
-                f"{snapshot.path / VARIABLES} holds {len(saved.files)} variables, the model {len(variables)}"
-            )
-        for i, variable in enumerate(variables):
-            variable.assign(saved[f"arr_{i}"])
+    try:
+        with np.load(snapshot.path / VARIABLES, allow_pickle=False) as saved:
+            arrays = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        best = None
+        if (snapshot.path / BEST).is_file():
+            with np.load(snapshot.path / BEST, allow_pickle=False) as saved:
+                best = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        if not (snapshot.path / LIVE).is_dir():
+            raise ValueError(f"{LIVE}/ is missing")
+        shapes = [tuple(v.shape) for v in variables]
+        if [a.shape for a in arrays] != shapes:
+            raise ValueError(f"{len(arrays)} arrays that do not fit the model's {len(variables)} variables")
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        print(f"train: ignoring the unusable snapshot in {snapshot.path} ({err}); starting over")
+        return None
+    for variable, array in zip(variables, arrays, strict=True):
+        variable.assign(array)
     state = dict(snapshot.early_stopping)
-    best = snapshot.path / BEST
-    if best.is_file():
-        with np.load(best, allow_pickle=False) as saved:
-            state["best_weights"] = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    if best is not None:
+        state["best_weights"] = best
     shutil.copytree(snapshot.path / LIVE, live_dir, dirs_exist_ok=True)
     return state
 

@@ -126,6 +126,9 @@ def train(
         early_state, first_epoch, end_epoch = None, 0, params.epochs
         if snapshot is not None:
             early_state = restore(snapshot, model, work_live)
+            if early_state is None:
+                snapshot = None
+        if snapshot is not None:
             first_epoch = snapshot.epoch + 1
             if snapshot.stop_training:  # early stopping had ended it: only the ending is left
                 end_epoch = first_epoch
