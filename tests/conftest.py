@@ -15,6 +15,7 @@ import yaml
 
 from fmnist_dvc.download import download_all
 from fmnist_dvc.idx import encode_idx, read_pair
+from fmnist_dvc.prepare import prepare
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -49,6 +50,14 @@ def small_raw_dir(raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
         (dest / f"{prefix}-images-idx3-ubyte").write_bytes(encode_idx(images[:n]))
         (dest / f"{prefix}-labels-idx1-ubyte").write_bytes(encode_idx(labels[:n]))
     return dest
+
+
+@pytest.fixture(scope="session")
+def prepared(small_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real subset split as the preprocess stage does it: 800 train, 200 val, 500 test."""
+    out = tmp_path_factory.mktemp("prepared")
+    prepare(small_raw_dir, out, val_fraction=0.2, train_limit=None, seed=0)
+    return out
 
 
 def gzip_bytes(data: bytes) -> bytes:

@@ -20,7 +20,6 @@ from fmnist_dvc import CLASS_NAMES
 from fmnist_dvc.idx import encode_idx, read_pair
 from fmnist_dvc.model_io import load_model
 from fmnist_dvc.params import TrainParams, load_section
-from fmnist_dvc.prepare import prepare
 from fmnist_dvc.training import train
 from tests.conftest import REPO_ROOT
 
@@ -28,15 +27,14 @@ FMNIST = Path(sys.executable).parent / "fmnist"
 
 
 @pytest.fixture(scope="module")
-def trained(small_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def trained(prepared: Path, small_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A seed MLP trained for 2 epochs on 1,000 real images, and 40 real test images."""
     if not FMNIST.is_file():
         pytest.fail(f"{FMNIST} is missing: run pip install -e '.[dev]' to install the console command")
     root = tmp_path_factory.mktemp("predict")
-    prepare(small_raw_dir, root / "prepared", val_fraction=0.2, train_limit=None, seed=0)
     params = dataclasses.replace(load_section("train", TrainParams, REPO_ROOT / "params.yaml"), epochs=2)
     keras.backend.clear_session()
-    train(params, 1, root / "prepared", root / "models", root / "live")
+    train(params, 1, prepared, root / "models", root / "live")
     images, _ = read_pair(small_raw_dir / "t10k-images-idx3-ubyte", small_raw_dir / "t10k-labels-idx1-ubyte")
     model = load_model(root / "models/model.keras")
     images = images[:40]

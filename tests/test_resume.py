@@ -18,7 +18,6 @@ import keras
 import pytest
 
 from fmnist_dvc.params import TrainParams, load_section
-from fmnist_dvc.prepare import prepare
 from fmnist_dvc.resume import STATE
 from fmnist_dvc.training import train
 from tests.conftest import REPO_ROOT
@@ -39,13 +38,6 @@ class CrashAfterEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if epoch == self.epoch:
             raise Crash
-
-
-@pytest.fixture(scope="module")
-def prepared(small_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("prepared")
-    prepare(small_raw_dir, out, val_fraction=0.2, train_limit=None, seed=0)
-    return out
 
 
 def _outputs(root: Path) -> dict[str, bytes]:

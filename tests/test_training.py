@@ -8,7 +8,6 @@ import pytest
 from fmnist_dvc.model_io import load_model
 from fmnist_dvc.models import build_mlp
 from fmnist_dvc.params import TrainParams, load_section
-from fmnist_dvc.prepare import prepare
 from fmnist_dvc.training import execution_steps, learning_rate, lr_schedule, train
 from tests.conftest import REPO_ROOT, write_params
 
@@ -48,13 +47,6 @@ def test_learning_rate_drops_tenfold_from_epoch_15() -> None:
     assert lr(14) == pytest.approx(1e-3)
     assert lr(15) == pytest.approx(1e-4)
     assert lr(16) == pytest.approx(1e-4)
-
-
-@pytest.fixture(scope="module")
-def prepared(small_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("prepared")
-    prepare(small_raw_dir, out, val_fraction=0.2, train_limit=None, seed=0)
-    return out
 
 
 def _quick_params(**overrides: object) -> TrainParams:

@@ -25,7 +25,7 @@ from fmnist_dvc.errors import PipelineError
 from fmnist_dvc.idx import parse_idx
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-BATCH_SUFFIXES = (".npy", ".idx", ".gz", "-ubyte", ".idx3-ubyte")
+BATCH_SUFFIXES = (".npy", ".idx", ".gz", "-ubyte")
 INVERT_CHOICES = ("auto", "yes", "no")
 
 
