@@ -1,6 +1,6 @@
 """Time the project's training against a naive seed-style loop, and the pipeline's other costs.
 
-    python benchmarks/bench.py [--epochs 3] [--cnn-epochs 1] [--no-cnn] [--json FILE]
+    python benchmarks/bench.py [--epochs 4] [--cnn-epochs 1] [--no-cnn] [--no-jax] [--json FILE]
 
 Needs data/raw and data/prepared (`dvc repro preprocess`) and, for the evaluate timing,
 models/model.keras (`dvc repro`). Each measurement runs in a process of its own, so each
@@ -10,10 +10,15 @@ it measures whatever else is running too.
 (a) naive: what the seed code does - the whole set as float32 NumPy arrays, one-hot labels,
     `model.fit(x, y, batch_size=32, validation_data=...)`, default settings.
 (b) project: `fmnist_dvc.training.train` itself - uint8 tf.data pipeline, seeded stateless
-    shuffling, steps_per_execution, dvclive logs, per-epoch resume snapshots, the saved model.
+    shuffling, steps_per_execution, pinned threads, dvclive logs, per-epoch resume snapshots,
+    the saved model; on TensorFlow (the default) and, if JAX is installed, on JAX.
 Both see the same images, the same seed and the same number of epochs. Their weights differ
 (the shuffling differs); what must match is (b) with steps_per_execution 1 and (b) as
 configured: identical weights mean the speed-up changed no arithmetic.
+
+Each run reports its whole call (start-up, tracing and saving included) and its steady pace:
+the epochs after the first, from one epoch's start to the next, so validation and every
+per-epoch callback count.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -70,7 +76,27 @@ def _test_accuracy(model) -> float:
     return float((probs.argmax(axis=1) == y).mean())
 
 
-def worker(kind: str, model_name: str, epochs: int, spe: int | None) -> dict:
+class EpochClock:
+    """A Keras callback (built lazily: Keras loads in the worker) noting when each epoch starts."""
+
+    @staticmethod
+    def make():
+        import keras
+
+        class Clock(keras.callbacks.Callback):
+            starts: list[float] = []  # noqa: RUF012 - one clock per process
+            end = 0.0
+
+            def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+                self.starts.append(time.perf_counter())
+
+            def on_train_end(self, logs: dict | None = None) -> None:
+                Clock.end = time.perf_counter()
+
+        return Clock()
+
+
+def worker(kind: str, model_name: str, epochs: int, spe: int | None, backend: str) -> dict:
     import keras
 
     from fmnist_dvc.dataset import batches_per_epoch
@@ -78,7 +104,8 @@ def worker(kind: str, model_name: str, epochs: int, spe: int | None) -> dict:
     from fmnist_dvc.training import compile_model, execution_steps, set_seed, train
 
     seed = 42
-    params = _params(model_name, epochs, spe)
+    params = dataclasses.replace(_params(model_name, epochs, spe), backend=backend)
+    clock = EpochClock.make()
     n_train = len(load_split(PREPARED, "train")[1])
     steps = batches_per_epoch(n_train, params.batch_size)
     if kind == "naive":
@@ -93,17 +120,31 @@ def worker(kind: str, model_name: str, epochs: int, spe: int | None) -> dict:
         naive = dataclasses.replace(params, steps_per_execution=1)
         compile_model(model, naive, steps_per_epoch=steps)
         start = time.perf_counter()
-        model.fit(x, y, batch_size=params.batch_size, epochs=epochs, validation_data=(xv, yv), verbose=0)
+        model.fit(
+            x,
+            y,
+            batch_size=params.batch_size,
+            epochs=epochs,
+            validation_data=(xv, yv),
+            verbose=0,
+            callbacks=[clock],
+        )
         seconds = time.perf_counter() - start
     else:
         set_seed(seed)
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            model = train(params, seed, PREPARED, Path(tmp) / "m", Path(tmp) / "live", Path(tmp) / "snap")
+            model = train(
+                params, seed, PREPARED, Path(tmp) / "m", Path(tmp) / "live", Path(tmp) / "snap", [clock]
+            )
             seconds = time.perf_counter() - start
+    steady = clock.end - clock.starts[1] if epochs > 1 else None
     return {
+        "backend": keras.backend.backend(),
         "seconds": seconds,
+        "steady_seconds_per_epoch": None if steady is None else steady / (epochs - 1),
         "epochs": epochs,
+        "images_per_epoch": n_train,
         "images": n_train * epochs,
         "digest": _digest(model),
         "test_accuracy": _test_accuracy(model),
@@ -168,6 +209,8 @@ def worker_matmul() -> dict:
 def child(*args: str) -> dict:
     """Run one worker; its JSON result plus its wall time and peak RSS."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    if args[0] in ("naive", "project"):
+        env["KERAS_BACKEND"] = args[4]  # Keras picks its backend at import
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         cmd = [sys.executable, __file__, "--worker", *args]
@@ -217,9 +260,10 @@ def bare_project(path: Path) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3, help="MLP epochs per timed run")
+    parser.add_argument("--epochs", type=int, default=4, help="MLP epochs per timed run")
     parser.add_argument("--cnn-epochs", type=int, default=1)
     parser.add_argument("--no-cnn", action="store_true")
+    parser.add_argument("--no-jax", action="store_true", help="skip the JAX runs")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results.json")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these steps (e.g. predict)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -227,8 +271,8 @@ def main() -> int:
     if args.worker:
         kind, *rest = args.worker
         if kind in ("naive", "project"):
-            spe = int(rest[2]) if len(rest) > 2 else None
-            result = worker(kind, rest[0], int(rest[1]), spe)
+            model_name, epochs, spe, backend = rest
+            result = worker(kind, model_name, int(epochs), None if spe == "-" else int(spe), backend)
         elif kind == "matmul":
             result = worker_matmul()
         elif kind == "predict":
@@ -245,17 +289,25 @@ def main() -> int:
         "machine": f"{_cpu_name()}, {os.cpu_count()} cores, {platform.platform()}",
         "python": platform.python_version(),
     }
+    jax = not args.no_jax and importlib.util.find_spec("jax") is not None
+    if not args.no_jax and not jax:
+        print("bench: JAX is not installed (pip install -e '.[jax]'); skipping its runs", file=sys.stderr)
     steps = [("matmul", ("matmul",))]
+    mlp, cnn = str(args.epochs), str(args.cnn_epochs)
     steps += [
-        ("mlp naive", ("naive", "mlp", str(args.epochs))),
-        ("mlp project", ("project", "mlp", str(args.epochs))),
-        ("mlp project spe=1", ("project", "mlp", str(args.epochs), "1")),
+        ("mlp naive", ("naive", "mlp", mlp, "-", "tensorflow")),
+        ("mlp project", ("project", "mlp", mlp, "-", "tensorflow")),
+        ("mlp project spe=1", ("project", "mlp", mlp, "1", "tensorflow")),
     ]
+    if jax:
+        steps += [("mlp project jax", ("project", "mlp", mlp, "-", "jax"))]
     if not args.no_cnn:
         steps += [
-            ("cnn naive", ("naive", "cnn", str(args.cnn_epochs))),
-            ("cnn project", ("project", "cnn", str(args.cnn_epochs))),
+            ("cnn naive", ("naive", "cnn", cnn, "-", "tensorflow")),
+            ("cnn project", ("project", "cnn", cnn, "-", "tensorflow")),
         ]
+        if jax:
+            steps += [("cnn project jax", ("project", "cnn", cnn, "-", "jax"))]
     steps += [("preprocess", ("preprocess",))]
     if MODEL.is_file():
         steps += [("evaluate", ("evaluate",)), ("predict", ("predict",))]
@@ -292,21 +344,30 @@ def _cpu_name() -> str:
 
 def table(r: dict) -> str:
     lines = [f"{r['date']}  {r['machine']}  TensorFlow {r['tensorflow']}", ""]
-    lines.append("| run | s/epoch | images/s | vs naive | test acc | weights | peak RSS |")
-    lines.append("|---|---|---|---|---|---|---|")
+    lines.append(
+        "| run | steady s/epoch | steady images/s | vs naive | whole call s/epoch | vs naive "
+        "| test acc | weights | peak RSS |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for model in ("mlp", "cnn"):
         naive = r.get(f"{model} naive")
         if naive is None:
             continue
-        for name in (f"{model} naive", f"{model} project", f"{model} project spe=1"):
+        for name in (f"{model} naive", f"{model} project", f"{model} project spe=1", f"{model} project jax"):
             run = r.get(name)
             if run is None:
                 continue
-            speed = run["images"] / run["seconds"]
+            steady, base = run.get("steady_seconds_per_epoch"), naive.get("steady_seconds_per_epoch")
+            if steady and base:
+                rate = run["images_per_epoch"] / steady
+                steady_cells = f"{steady:.2f} | {rate:,.0f} | {base / steady:.2f}x"
+            else:
+                steady_cells = "- | - | -"
+            whole, whole_naive = run["seconds"] / run["epochs"], naive["seconds"] / naive["epochs"]
             same = "" if name.endswith("naive") else run["digest"]
             lines.append(
-                f"| {name} (spe {run['steps_per_execution']}) | {run['seconds'] / run['epochs']:.2f} | "
-                f"{speed:,.0f} | {speed / (naive['images'] / naive['seconds']):.2f}x | "
+                f"| {name} ({run['backend']}, spe {run['steps_per_execution']}) | {steady_cells} | "
+                f"{whole:.2f} | {whole_naive / whole:.2f}x | "
                 f"{run['test_accuracy']:.4f} | {same} | {run.get('peak_rss_mb', 0):.0f} MB |"
             )
     spe1, fast = r.get("mlp project spe=1"), r.get("mlp project")
@@ -315,12 +376,17 @@ def table(r: dict) -> str:
             f"\nMLP weights with steps_per_execution 1 and {fast['steps_per_execution']}: "
             f"{'identical' if spe1['digest'] == fast['digest'] else 'DIFFERENT'}"
         )
-    if fast and "matmul" in r:
-        flops = MLP_FLOP_PER_IMAGE * fast["images"] / fast["seconds"] / 1e9
-        lines.append(
-            f"MLP project: {flops:.1f} GFLOP/s = {100 * flops / r['matmul']['gflops']:.0f}% of the "
-            f"measured float32 matmul peak ({r['matmul']['gflops']:.0f} GFLOP/s)"
-        )
+    for name in ("mlp project", "mlp project jax"):
+        run = r.get(name)
+        if run and run.get("steady_seconds_per_epoch") and "matmul" in r:
+            peak = r["matmul"]["gflops"]
+            steady = MLP_FLOP_PER_IMAGE * run["images_per_epoch"] / run["steady_seconds_per_epoch"] / 1e9
+            whole = MLP_FLOP_PER_IMAGE * run["images"] / run["seconds"] / 1e9
+            lines.append(
+                f"{name}: {steady:.1f} GFLOP/s steady = {100 * steady / peak:.0f}% of the measured float32 "
+                f"matmul peak ({peak:.0f} GFLOP/s); {whole:.1f} GFLOP/s = {100 * whole / peak:.0f}% "
+                "over the whole call"
+            )
     for stage in ("preprocess", "evaluate"):
         if stage in r:
             lines.append(

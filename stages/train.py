@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from fmnist_dvc.backend import use_backend
 from fmnist_dvc.errors import run_stage
 from fmnist_dvc.params import TrainParams, load_section, load_seed
 
@@ -14,6 +15,7 @@ RESUME_DIR = Path("build/train-resume")  # not an output: DVC would delete it be
 def main() -> None:
     params = load_section("train", TrainParams)
     seed = load_seed()
+    use_backend(params.backend)  # before Keras is imported
     from fmnist_dvc.training import train  # TensorFlow loads only after params are valid
 
     train(params, seed, PREPARED_DIR, MODEL_DIR, LIVE_DIR, snapshot_dir=RESUME_DIR)

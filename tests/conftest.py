@@ -21,6 +21,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_tensorflow_thread() -> None:
+    """params.yaml's train.threads; TensorFlow fixes the count at its first op, so set it first."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+
+
 @pytest.fixture(scope="session")
 def debian_dir() -> Path:
     if not (DEBIAN_DIR / "train-images-idx3-ubyte.gz").is_file():

@@ -67,6 +67,7 @@ class PreprocessParams:
 MODELS = ("mlp", "cnn")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("step", "one_cycle", "cosine")
+BACKENDS = ("tensorflow", "jax")
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,8 @@ class TrainParams:
     batch_size: int
     patience: int
     steps_per_execution: int
+    threads: int
+    backend: str
 
     def check(self) -> None:
         _require_choice("train.model", self.model, MODELS)
@@ -221,6 +224,8 @@ class TrainParams:
             "must be >= 1",
             self.steps_per_execution,
         )
+        _require(self.threads >= 0, "train.threads", "must be >= 0 (0 = one per CPU core)", self.threads)
+        _require_choice("train.backend", self.backend, BACKENDS)
 
 
 Section = TypeVar("Section")

@@ -39,14 +39,15 @@ def fingerprint(params: TrainParams, seed: int, data_dir: Path) -> str:
     """A digest of every input that shapes training: a snapshot is only valid for the same one."""
     digest = hashlib.sha256()
     digest.update(json.dumps({"params": dataclasses.asdict(params), "seed": seed}, sort_keys=True).encode())
-    for package, version in (
-        ("tensorflow", tf.__version__),
-        ("keras", keras.__version__),
-        ("numpy", np.__version__),
-    ):
+    versions = [("tensorflow", tf.__version__), ("keras", keras.__version__), ("numpy", np.__version__)]
+    if keras.backend.backend() == "jax":
+        import jax
+
+        versions.append(("jax", jax.__version__))
+    for package, version in versions:
         digest.update(f"{package}=={version}".encode())
-    # The intra-op thread count changes the arithmetic (README, "Reproducibility").
-    threads = os.environ.get("TF_NUM_INTRAOP_THREADS") or str(os.cpu_count())
+    # The intra-op thread count changes the arithmetic (README, "Reproducibility"); 0 = per core.
+    threads = params.threads or os.environ.get("TF_NUM_INTRAOP_THREADS") or os.cpu_count()
     digest.update(f"threads={threads}".encode())
     for path in sorted(Path(data_dir).glob("*.npy")) + sorted(_PACKAGE_DIR.glob("*.py")):
         digest.update(path.name.encode())

@@ -15,7 +15,9 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
 from fmnist_dvc.atomic import atomic_dir
+from fmnist_dvc.backend import use_backend
 from fmnist_dvc.dataset import batches_per_epoch, make_dataset, make_training_dataset
+from fmnist_dvc.errors import PipelineError
 from fmnist_dvc.model_io import save_model
 from fmnist_dvc.models import build_model
 from fmnist_dvc.params import TrainParams
@@ -27,6 +29,25 @@ def set_seed(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow, and make TF ops deterministic, so reruns match bit for bit."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+def set_threads(threads: int) -> None:
+    """Pin TensorFlow's intra-op thread count (0 = one per CPU core) before its first op.
+
+    The count decides how sums are split between threads, so it changes the weights: pinned, a
+    run does not depend on the machine's core count. One thread is also the fastest for the seed
+    MLP at batch 32, whose matrices are too small to share out (README, "Performance").
+    """
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    if current == threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow has started: the count is fixed for this process
+        raise PipelineError(
+            f"params.yaml: train.threads is {threads} but TensorFlow already runs with {current} "
+            "(0 = one per core) in this process; train in a fresh process (the train stage does)."
+        ) from None
 
 
 def lr_schedule(epoch: int, base_lr: float, drop_epoch: int, drop_factor: float) -> float:
@@ -111,6 +132,8 @@ def train(
     With `snapshot_dir`, each finished epoch is saved there and a killed run picks up after
     the last one (see fmnist_dvc.resume); the directory is removed once the outputs are written.
     """
+    use_backend(params.backend)
+    set_threads(params.threads)
     set_seed(seed)
     x_train, y_train = load_split(data_dir, "train")
     x_val, y_val = load_split(data_dir, "val")

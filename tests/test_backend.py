@@ -1,0 +1,138 @@
+"""train.backend and train.threads: what runs where, and the errors when it cannot.
+
+The JAX runs happen in child processes: Keras picks its backend once, at import, and this
+test process runs on TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fmnist_dvc.errors import PipelineError
+from fmnist_dvc.model_io import load_model
+from fmnist_dvc.params import TrainParams, load_section
+from fmnist_dvc.prepare import load_split
+from fmnist_dvc.training import train
+from tests.conftest import REPO_ROOT, assert_one_line_error, write_params
+
+SEED = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
+
+# train() under KERAS_BACKEND=jax, optionally crashing after an epoch (exit 3); it saves its
+# own predictions for the test split so this process can compare TensorFlow's.
+WORKER = """
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from fmnist_dvc.dataset import make_dataset
+from fmnist_dvc.params import TrainParams, load_section
+from fmnist_dvc.prepare import load_split
+from fmnist_dvc.training import train
+from tests.test_resume import Crash, CrashAfterEpoch
+
+params_file, data, out, crash = sys.argv[1:]
+params = load_section("train", TrainParams, Path(params_file))
+extra = [] if crash == "-" else [CrashAfterEpoch(int(crash))]
+print("keras backend:", keras.backend.backend())
+try:
+    model = train(params, 3, Path(data), Path(out) / "models", Path(out) / "live",
+                  snapshot_dir=Path(out).parent / "resume", extra_callbacks=extra)
+except Crash:
+    sys.exit(3)
+x, y = load_split(Path(data), "test")
+np.save(Path(out).parent / "predictions.npy", model.predict(make_dataset(x, y, 100), verbose=0))
+"""
+
+
+def _jax_train(params_file: Path, data: Path, out: Path, crash: int | None = None) -> str:
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)]),
+    }
+    args = [sys.executable, "-c", WORKER, str(params_file), str(data), str(out), str(crash or "-")]
+    proc = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == (0 if crash is None else 3), proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _outputs(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_jax_backend_trains_reproducibly_resumes_and_its_model_loads_in_tensorflow(
+    prepared: Path, tmp_path: Path
+) -> None:
+    params_file = write_params(
+        tmp_path,
+        {"train.backend": "jax", "train.epochs": 3, "train.lr_drop_epoch": 1, "train.batch_size": 64},
+    )
+    runs = {}
+    for name in ("a", "b"):
+        stdout = _jax_train(params_file, prepared, tmp_path / name / "out")
+        assert "keras backend: jax" in stdout
+        runs[name] = _outputs(tmp_path / name / "out")
+    assert runs["a"] == runs["b"]  # bit-identical twice, model file and logs
+
+    # Killed after epoch 2 and started again: picks up there and ends the same.
+    crashed = tmp_path / "crashed" / "out"
+    _jax_train(params_file, prepared, crashed, crash=1)
+    assert "resuming after epoch 2 of 3" in _jax_train(params_file, prepared, crashed)
+    assert _outputs(crashed) == runs["a"]
+
+    # The model file is Keras', not JAX's: TensorFlow (evaluate, fmnist predict) reads it and
+    # predicts what JAX predicted, up to float rounding.
+    model = load_model(tmp_path / "a" / "out" / "models" / "model.keras")
+    x, _ = load_split(prepared, "test")
+    tf_probs = model.predict(x.astype("float32") / 255, verbose=0)
+    np.testing.assert_allclose(tf_probs, np.load(tmp_path / "a" / "predictions.npy"), atol=1e-5)
+
+    # And it really is another backend: TensorFlow's weights for the same run differ.
+    tf_params = dataclasses.replace(SEED, epochs=3, lr_drop_epoch=1, batch_size=64)
+    tf_model = train(tf_params, 3, prepared, tmp_path / "tf" / "models", tmp_path / "tf" / "live")
+    pairs = zip(tf_model.get_weights(), model.get_weights(), strict=True)
+    assert any(a.tobytes() != b.tobytes() for a, b in pairs)
+
+
+def test_jax_backend_without_jax_installed_is_one_line(tmp_path: Path, prepared: Path) -> None:
+    write_params(tmp_path, {"train.backend": "jax"})
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "prepared").symlink_to(prepared)
+    # sys.modules["jax"] = None is how Python blocks an import: `import jax` raises ImportError.
+    blocked = (
+        "import runpy, sys; sys.modules['jax'] = None; sys.argv = [sys.argv[1]]; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", blocked, str(REPO_ROOT / "stages" / "train.py")],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert_one_line_error(proc, "train.backend is 'jax' but JAX is not installed", "pip install -e '.[jax]'")
+    assert not (tmp_path / "models").exists()
+
+
+def test_a_backend_or_thread_count_this_process_cannot_give_is_an_error(
+    prepared: Path, tmp_path: Path
+) -> None:
+    # This process runs Keras on TensorFlow with one intra-op thread (tests/conftest.py), and
+    # once TensorFlow has run an op the count is fixed.
+    tf.constant(1.0).numpy()
+    with pytest.raises(PipelineError, match="Keras already runs on 'tensorflow'"):
+        train(dataclasses.replace(SEED, backend="jax"), 0, prepared, tmp_path / "m", tmp_path / "l")
+    with pytest.raises(PipelineError, match=r"train\.threads is 2 but TensorFlow already runs with 1"):
+        train(dataclasses.replace(SEED, threads=2), 0, prepared, tmp_path / "m", tmp_path / "l")
+    assert not (tmp_path / "m").exists() and not (tmp_path / "l").exists()
