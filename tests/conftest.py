@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import yaml
 
 from fmnist_dvc.download import download_all
@@ -18,15 +19,12 @@ from fmnist_dvc.idx import encode_idx, read_pair
 from fmnist_dvc.prepare import prepare
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# params.yaml's train.threads. TensorFlow fixes the count at its first op, and test modules
+# may run one as they are collected, so set it here, before any of them is imported.
+tf.config.threading.set_intra_op_parallelism_threads(1)
+
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def one_tensorflow_thread() -> None:
-    """params.yaml's train.threads; TensorFlow fixes the count at its first op, so set it first."""
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -72,6 +72,15 @@ from tests.conftest import REPO_ROOT, assert_one_line_error, run_stage
         ),
         pytest.param("train", {"train.epochs": 0}, ["train.epochs must be >= 1 (got 0)"], id="epochs-0"),
         pytest.param(
+            "train", {"train.threads": -1}, ["train.threads must be >= 0", "(got -1)"], id="threads-negative"
+        ),
+        pytest.param(
+            "train",
+            {"train.backend": "torch"},
+            ["train.backend is 'torch', not one of the valid choices: tensorflow, jax."],
+            id="unknown-backend",
+        ),
+        pytest.param(
             "train", {"train.batch_size": 0}, ["train.batch_size must be >= 1 (got 0)"], id="batch-size-0"
         ),
         pytest.param(
