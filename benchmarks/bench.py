@@ -76,24 +76,24 @@ def _test_accuracy(model) -> float:
     return float((probs.argmax(axis=1) == y).mean())
 
 
-class EpochClock:
-    """A Keras callback (built lazily: Keras loads in the worker) noting when each epoch starts."""
+def epoch_clock():
+    """A Keras callback noting when each epoch starts and training ends (made in the worker,
+    where Keras loads with the backend the run asked for)."""
+    import keras
 
-    @staticmethod
-    def make():
-        import keras
+    class EpochClock(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.starts: list[float] = []
+            self.end = 0.0
 
-        class Clock(keras.callbacks.Callback):
-            starts: list[float] = []  # noqa: RUF012 - one clock per process
-            end = 0.0
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.starts.append(time.perf_counter())
 
-            def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-                self.starts.append(time.perf_counter())
+        def on_train_end(self, logs: dict | None = None) -> None:
+            self.end = time.perf_counter()
 
-            def on_train_end(self, logs: dict | None = None) -> None:
-                Clock.end = time.perf_counter()
-
-        return Clock()
+    return EpochClock()
 
 
 def worker(kind: str, model_name: str, epochs: int, spe: int | None, backend: str) -> dict:
@@ -105,7 +105,7 @@ def worker(kind: str, model_name: str, epochs: int, spe: int | None, backend: st
 
     seed = 42
     params = dataclasses.replace(_params(model_name, epochs, spe), backend=backend)
-    clock = EpochClock.make()
+    clock = epoch_clock()
     n_train = len(load_split(PREPARED, "train")[1])
     steps = batches_per_epoch(n_train, params.batch_size)
     if kind == "naive":
@@ -138,11 +138,12 @@ def worker(kind: str, model_name: str, epochs: int, spe: int | None, backend: st
                 params, seed, PREPARED, Path(tmp) / "m", Path(tmp) / "live", Path(tmp) / "snap", [clock]
             )
             seconds = time.perf_counter() - start
-    steady = clock.end - clock.starts[1] if epochs > 1 else None
+    later = len(clock.starts) - 1  # the epochs after the first
+    steady = (clock.end - clock.starts[1]) / later if later else None
     return {
         "backend": keras.backend.backend(),
         "seconds": seconds,
-        "steady_seconds_per_epoch": None if steady is None else steady / (epochs - 1),
+        "steady_seconds_per_epoch": steady,
         "epochs": epochs,
         "images_per_epoch": n_train,
         "images": n_train * epochs,
@@ -325,6 +326,10 @@ def main() -> int:
     import tensorflow as tf  # only for its version, after the timings
 
     results["tensorflow"] = tf.__version__
+    if jax:
+        import jax as jax_module
+
+        results["jax"] = jax_module.__version__
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1) + "\n")
     print(table(results))
@@ -343,7 +348,8 @@ def _cpu_name() -> str:
 
 
 def table(r: dict) -> str:
-    lines = [f"{r['date']}  {r['machine']}  TensorFlow {r['tensorflow']}", ""]
+    jax = f", JAX {r['jax']}" if "jax" in r else ""
+    lines = [f"{r['date']}  {r['machine']}  TensorFlow {r['tensorflow']}{jax}", ""]
     lines.append(
         "| run | steady s/epoch | steady images/s | vs naive | whole call s/epoch | vs naive "
         "| test acc | weights | peak RSS |"

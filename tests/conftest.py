@@ -22,7 +22,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # params.yaml's train.threads. TensorFlow fixes the count at its first op, and test modules
 # may run one as they are collected, so set it here, before any of them is imported.
-tf.config.threading.set_intra_op_parallelism_threads(1)
+tf.config.threading.set_intra_op_parallelism_threads(
+    yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["train"]["threads"]
+)
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 

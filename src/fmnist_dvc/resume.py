@@ -42,11 +42,12 @@ def fingerprint(params: TrainParams, seed: int, data_dir: Path) -> str:
     versions = [("tensorflow", tf.__version__), ("keras", keras.__version__), ("numpy", np.__version__)]
     if keras.backend.backend() == "jax":
         import jax
+        import jaxlib
 
-        versions.append(("jax", jax.__version__))
+        versions += [("jax", jax.__version__), ("jaxlib", jaxlib.__version__)]
     for package, version in versions:
         digest.update(f"{package}=={version}".encode())
-    # The intra-op thread count changes the arithmetic (README, "Reproducibility"); 0 = per core.
+    # TensorFlow's intra-op thread count changes its arithmetic (README, "Reproducibility").
     threads = params.threads or os.environ.get("TF_NUM_INTRAOP_THREADS") or os.cpu_count()
     digest.update(f"threads={threads}".encode())
     for path in sorted(Path(data_dir).glob("*.npy")) + sorted(_PACKAGE_DIR.glob("*.py")):

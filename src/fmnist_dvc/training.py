@@ -16,7 +16,7 @@ from dvclive.keras import DVCLiveCallback
 
 from fmnist_dvc.atomic import atomic_dir
 from fmnist_dvc.backend import use_backend
-from fmnist_dvc.dataset import batches_per_epoch, make_dataset, make_training_dataset
+from fmnist_dvc.dataset import batches_per_epoch, make_dataset, make_training_dataset, numpy_batches
 from fmnist_dvc.errors import PipelineError
 from fmnist_dvc.model_io import save_model
 from fmnist_dvc.models import build_model
@@ -178,7 +178,7 @@ def train(
         if snapshot_dir is not None:  # after dvclive: a snapshot holds the epoch's logs too
             callbacks.append(EpochSnapshot(snapshot_dir, run_id, early_stopping, work_live))
         model.fit(
-            train_ds,
+            numpy_batches(train_ds) if keras.backend.backend() == "jax" else train_ds,
             validation_data=val_ds,
             initial_epoch=first_epoch,
             epochs=end_epoch,
