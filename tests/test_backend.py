@@ -18,12 +18,10 @@ import tensorflow as tf
 
 from fmnist_dvc.errors import PipelineError
 from fmnist_dvc.model_io import load_model
-from fmnist_dvc.params import TrainParams, load_section
 from fmnist_dvc.prepare import load_split
 from fmnist_dvc.training import train
 from tests.conftest import REPO_ROOT, assert_one_line_error, write_params
-
-SEED = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
+from tests.test_resume import SEED, _outputs
 
 # train() under KERAS_BACKEND=jax, optionally crashing after an epoch (exit 3); it saves its
 # own predictions for the test split so this process can compare TensorFlow's.
@@ -64,10 +62,6 @@ def _jax_train(params_file: Path, data: Path, out: Path, crash: int | None = Non
     proc = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == (0 if crash is None else 3), proc.stderr[-3000:]
     return proc.stdout
-
-
-def _outputs(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_jax_backend_trains_reproducibly_resumes_and_its_model_loads_in_tensorflow(
