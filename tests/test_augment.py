@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from fmnist_dvc import dataset
 from fmnist_dvc.augment import augment_batch, random_erase, random_flip, random_translate, random_zoom
 from fmnist_dvc.dataset import batches_per_epoch, make_dataset, make_training_dataset
 from fmnist_dvc.idx import read_pair
@@ -104,3 +105,34 @@ def test_only_training_batches_are_augmented(small_raw_dir: Path, tmp_path: Path
         for a, b in zip(x, p, strict=True)
     ]
     assert 0.3 < sum(flipped) / len(labels) < 0.7
+
+
+@pytest.mark.parametrize("batch_size", [7, 32, 500])
+def test_loading_a_chunk_at_a_time_gives_the_batches_of_one_at_a_time(
+    small_raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_size: int
+) -> None:
+    images, labels = read_pair(
+        small_raw_dir / "t10k-images-idx3-ubyte", small_raw_dir / "t10k-labels-idx1-ubyte"
+    )
+    # 64 images a chunk: 500 images make several chunks, the last one and the last batch short.
+    monkeypatch.setattr(dataset, "CHUNK_IMAGES", 64)
+    # An enabled augmentation that never fires keeps the one-batch-at-a-time path: the reference.
+    never = load_section(
+        "train",
+        TrainParams,
+        write_params(tmp_path, {"train.augment.erase.enabled": True, "train.augment.erase.probability": 0.0}),
+    ).augment
+
+    def batches(ds: tf.data.Dataset) -> list[tuple[np.ndarray, np.ndarray]]:
+        return list(ds.as_numpy_iterator())
+
+    chunked = batches(make_training_dataset(images, labels, batch_size, seed=3, epochs=3, first_epoch=1))
+    one_by_one = batches(
+        make_training_dataset(images, labels, batch_size, seed=3, epochs=3, first_epoch=1, augment=never)
+    )
+    assert len(chunked) == len(one_by_one) == 2 * batches_per_epoch(len(labels), batch_size)
+    for (x, y), (x_ref, y_ref) in zip(chunked, one_by_one, strict=True):
+        assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref)
+    evaluation = batches(make_dataset(images, labels, batch_size))
+    assert [len(y) for _, y in evaluation] == [len(y) for _, y in chunked[: len(evaluation)]]
+    assert np.array_equal(np.concatenate([x for x, _ in evaluation]), images / np.float32(255))

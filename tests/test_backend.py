@@ -24,7 +24,8 @@ from tests.conftest import REPO_ROOT, assert_one_line_error, write_params
 from tests.test_resume import SEED, _outputs
 
 # train() under KERAS_BACKEND=jax, optionally crashing after an epoch (exit 3); it saves its
-# own predictions for the test split so this process can compare TensorFlow's.
+# own predictions for the test split so this process can compare TensorFlow's. `group` is
+# the batches per compiled call (fmnist_dvc.jax_steps), or "keras" for Keras' own loop.
 WORKER = """
 import sys
 from pathlib import Path
@@ -32,13 +33,23 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from fmnist_dvc import jax_steps
 from fmnist_dvc.dataset import make_dataset
 from fmnist_dvc.params import TrainParams, load_section
 from fmnist_dvc.prepare import load_split
 from fmnist_dvc.training import train
 from tests.test_resume import Crash, CrashAfterEpoch
 
-params_file, data, out, crash = sys.argv[1:]
+params_file, data, out, crash, group = sys.argv[1:]
+if group == "keras":
+    jax_steps.install_grouped_steps = lambda model: None
+else:
+    jax_steps.GROUP = int(group)
+scan = jax_steps.jax.lax.scan
+def traced_scan(*args, **kwargs):
+    print("scan traced, length", len(args[2][0]))
+    return scan(*args, **kwargs)
+jax_steps.jax.lax.scan = traced_scan
 params = load_section("train", TrainParams, Path(params_file))
 extra = [] if crash == "-" else [CrashAfterEpoch(int(crash))]
 print("keras backend:", keras.backend.backend())
@@ -52,13 +63,13 @@ np.save(Path(out).parent / "predictions.npy", model.predict(make_dataset(x, y, 1
 """
 
 
-def _jax_train(params_file: Path, data: Path, out: Path, crash: int | None = None) -> str:
+def _jax_train(params_file: Path, data: Path, out: Path, crash: int | None = None, group: str = "4") -> str:
     env = {
         **os.environ,
         "KERAS_BACKEND": "jax",
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)]),
     }
-    args = [sys.executable, "-c", WORKER, str(params_file), str(data), str(out), str(crash or "-")]
+    args = [sys.executable, "-c", WORKER, str(params_file), str(data), str(out), str(crash or "-"), group]
     proc = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == (0 if crash is None else 3), proc.stderr[-3000:]
     return proc.stdout
@@ -72,12 +83,16 @@ def test_jax_backend_trains_reproducibly_resumes_and_its_model_loads_in_tensorfl
         tmp_path,
         {"train.backend": "jax", "train.epochs": 3, "train.lr_drop_epoch": 1, "train.batch_size": 64},
     )
+    # 13 batches an epoch, the last one short: with 4 per compiled call that is three scanned
+    # calls and one plain step. Keras' own loop (a step per call) gives the same bits.
     runs = {}
-    for name in ("a", "b"):
-        stdout = _jax_train(params_file, prepared, tmp_path / name / "out")
+    for name, group in (("a", "4"), ("b", "4"), ("keras", "keras")):
+        stdout = _jax_train(params_file, prepared, tmp_path / name / "out", group=group)
         assert "keras backend: jax" in stdout
+        assert ("scan traced, length 4" in stdout) == (group == "4")
         runs[name] = _outputs(tmp_path / name / "out")
     assert runs["a"] == runs["b"]  # bit-identical twice, model file and logs
+    assert runs["a"] == runs["keras"]
 
     # Killed after epoch 2 and started again: picks up there and ends the same.
     crashed = tmp_path / "crashed" / "out"

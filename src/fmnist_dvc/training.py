@@ -177,8 +177,13 @@ def train(
         callbacks += [early_stopping, LogLearningRate(), DVCLiveCallback(live=live)]
         if snapshot_dir is not None:  # after dvclive: a snapshot holds the epoch's logs too
             callbacks.append(EpochSnapshot(snapshot_dir, run_id, early_stopping, work_live))
+        on_jax = keras.backend.backend() == "jax"
+        if on_jax:  # JAX is an optional extra: imported only when asked for
+            from fmnist_dvc.jax_steps import install_grouped_steps
+
+            install_grouped_steps(model)
         model.fit(
-            numpy_batches(train_ds) if keras.backend.backend() == "jax" else train_ds,
+            numpy_batches(train_ds) if on_jax else train_ds,
             validation_data=val_ds,
             initial_epoch=first_epoch,
             epochs=end_epoch,
