@@ -134,5 +134,8 @@ def test_loading_a_chunk_at_a_time_gives_the_batches_of_one_at_a_time(
     for (x, y), (x_ref, y_ref) in zip(chunked, one_by_one, strict=True):
         assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref)
     evaluation = batches(make_dataset(images, labels, batch_size))
+    # Keras reads the batch count of validation data; an unknown one made it warn of running out.
+    assert make_dataset(images, labels, batch_size).cardinality() == len(evaluation)
     assert [len(y) for _, y in evaluation] == [len(y) for _, y in chunked[: len(evaluation)]]
     assert np.array_equal(np.concatenate([x for x, _ in evaluation]), images / np.float32(255))
+    assert np.array_equal(np.concatenate([y for _, y in evaluation]).argmax(axis=1), labels)

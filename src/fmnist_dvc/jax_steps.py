@@ -3,65 +3,80 @@
 Keras on JAX calls its compiled train step once per batch from Python, even with
 `steps_per_execution`; at the seed MLP's batch of 32 that call costs about a sixth of the
 step. Here the same `model.train_step` runs under `jax.lax.scan` over `group` stacked batches,
-so the arithmetic and its order stay the same (the weights match the per-batch loop bit for
-bit: tests/test_backend.py) and Python is entered once per group. Used for the MLP only: XLA on
-CPU ran the CNN's convolutions about 15x slower inside the scanned loop.
+so the arithmetic and its order stay the same, and Python is entered once per group. XLA
+compiles the scanned body on its own, so equal bits are not promised by construction; they
+were equal to Keras' per-batch loop in the test (tests/test_backend.py) and in the
+benchmark's full-size runs (same digest). Used for the MLP only: XLA on CPU ran the CNN's
+convolutions about 15x slower inside the scanned loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import jax
 import keras
 import numpy as np
 
-GROUP = 64  # batches per compiled call: 32 gains nearly as much, 1 is Keras' own loop
+GROUP = 64  # batches per compiled call at most: 32 gains nearly as much, 1 is Keras' own loop
 
 
 def install_grouped_steps(model: keras.Model) -> None:
-    """Make `model.fit` train through `grouped_train_function` (JAX backend, compiled model)."""
-    model.train_function = grouped_train_function(model, GROUP)
+    """Make `model.fit` train through a GroupedTrainFunction (JAX backend).
+
+    Left out where it cannot gain: a model Keras runs eagerly or without jit, or one batch per
+    execution (`train.steps_per_execution` 1).
+    """
+    group = min(GROUP, model.steps_per_execution)
+    if group > 1 and model.jit_compile and not model.run_eagerly:
+        model.train_function = GroupedTrainFunction(model, group)
 
 
-def grouped_train_function(model: keras.Model, group: int) -> Callable[[Any, Iterator], tuple[Any, Any]]:
+class GroupedTrainFunction:
     """A drop-in for Keras' JAX train function: (state, batch iterator) -> (logs, state).
 
     Like Keras' own, it takes up to `model.steps_per_execution` batches per call. Runs of
     `group` same-shaped batches go through one scanned call; what is left (an execution's
-    tail, an epoch's short last batch) goes one batch per call through the plain step.
+    tail, an epoch's short last batch) goes one batch per call through the plain step. At
+    batch 32 that is 3 x 64 of each execution of 211 batches in groups and 19 one by one: a
+    second compiled length for those would cost more start-up than it saves.
+    `grouped` and `single` count the batches each way.
     """
-    step = model.train_step
 
-    def scanned(state: Any, stacked: Any) -> tuple[Any, Any]:
-        def body(carry: Any, batch: Any) -> tuple[Any, Any]:
-            logs, carry = step(carry, batch)
-            return carry, logs
+    def __init__(self, model: keras.Model, group: int) -> None:
+        self.model, self.group = model, group
+        self.grouped = self.single = 0
+        step = model.train_step
 
-        state, logs = jax.lax.scan(body, state, stacked)
-        return jax.tree.map(lambda values: values[-1], logs), state  # the metrics after the last batch
+        def scanned(state: Any, stacked: Any) -> tuple[Any, Any]:
+            def body(carry: Any, batch: Any) -> tuple[Any, Any]:
+                logs, carry = step(carry, batch)
+                return carry, logs
 
-    scanned_step = jax.jit(scanned, donate_argnums=0)
-    single_step = jax.jit(step, donate_argnums=0)
+            state, logs = jax.lax.scan(body, state, stacked)
+            return jax.tree.map(lambda values: values[-1], logs), state  # metrics after the last batch
 
-    def train_function(state: Any, iterator: Iterator) -> tuple[Any, Any]:
+        self._scanned_step = jax.jit(scanned, donate_argnums=0)
+        self._single_step = jax.jit(step, donate_argnums=0)
+
+    def __call__(self, state: Any, iterator: Iterator) -> tuple[Any, Any]:
         batches = [next(iterator)]  # StopIteration here ends the epoch, as in Keras
-        while len(batches) < model.steps_per_execution:
+        while len(batches) < self.model.steps_per_execution:
             batch = next(iterator, None)
             if batch is None:
                 break
             batches.append(batch)
-        logs, start = None, 0
+        logs, start, group = None, 0, self.group
         while start + group <= len(batches) and _same_shapes(batches[start : start + group]):
-            chunk = batches[start : start + group]
-            logs, state = scanned_step(state, jax.tree.map(lambda *parts: np.stack(parts), *chunk))
+            stacked = jax.tree.map(lambda *parts: np.stack(parts), *batches[start : start + group])
+            logs, state = self._scanned_step(state, stacked)
             start += group
         for batch in batches[start:]:
-            logs, state = single_step(state, batch)
+            logs, state = self._single_step(state, batch)
+        self.grouped += start
+        self.single += len(batches) - start
         return logs, state
-
-    return train_function
 
 
 def _same_shapes(batches: list[Any]) -> bool:
