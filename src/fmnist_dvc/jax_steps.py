@@ -6,8 +6,7 @@ step. Here the same `model.train_step` runs under `jax.lax.scan` over `group` st
 so the arithmetic and its order stay the same, and Python is entered once per group. XLA
 compiles the scanned body on its own, so equal bits are not promised by construction; they
 were equal to Keras' per-batch loop in the test (tests/test_backend.py) and in the
-benchmark's full-size runs (same digest). Used for the MLP only: XLA on CPU ran the CNN's
-convolutions about 15x slower inside the scanned loop.
+benchmark's full-size runs (same digest). Not used for models with convolutions (below).
 """
 
 from __future__ import annotations
@@ -25,11 +24,13 @@ GROUP = 64  # batches per compiled call at most: 32 gains nearly as much, 1 is K
 def install_grouped_steps(model: keras.Model) -> None:
     """Make `model.fit` train through a GroupedTrainFunction (JAX backend).
 
-    Left out where it cannot gain: a model Keras runs eagerly or without jit, or one batch per
-    execution (`train.steps_per_execution` 1).
+    Left out where it cannot gain: a model Keras runs eagerly or without jit, one batch per
+    execution (`train.steps_per_execution` 1), or a model with convolutions (the CNN), which
+    XLA ran about 15x slower inside the scanned loop.
     """
     group = min(GROUP, model.steps_per_execution)
-    if group > 1 and model.jit_compile and not model.run_eagerly:
+    convolutional = any(isinstance(layer, keras.layers.Conv2D) for layer in model.layers)
+    if group > 1 and model.jit_compile and not model.run_eagerly and not convolutional:
         model.train_function = GroupedTrainFunction(model, group)
 
 

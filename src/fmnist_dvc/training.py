@@ -178,9 +178,7 @@ def train(
         if snapshot_dir is not None:  # after dvclive: a snapshot holds the epoch's logs too
             callbacks.append(EpochSnapshot(snapshot_dir, run_id, early_stopping, work_live))
         on_jax = keras.backend.backend() == "jax"
-        # Grouped steps for the MLP only: XLA runs the CNN's convolutions inside a scanned loop
-        # about 15x slower than one step per call (measured; README, "Performance").
-        if on_jax and params.model == "mlp":
+        if on_jax:
             from fmnist_dvc.jax_steps import install_grouped_steps  # JAX is an optional extra
 
             install_grouped_steps(model)
