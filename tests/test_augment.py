@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from fmnist_dvc import dataset
 from fmnist_dvc.augment import augment_batch, random_erase, random_flip, random_translate, random_zoom
-from fmnist_dvc.dataset import batches_per_epoch, make_dataset, make_training_dataset
+from fmnist_dvc.dataset import as_arrays, batches_per_epoch, make_dataset, make_training_dataset
 from fmnist_dvc.idx import read_pair
 from fmnist_dvc.params import AugmentParams, TrainParams, load_section
 from tests.conftest import write_params
@@ -139,3 +139,7 @@ def test_loading_a_chunk_at_a_time_gives_the_batches_of_one_at_a_time(
     assert [len(y) for _, y in evaluation] == [len(y) for _, y in chunked[: len(evaluation)]]
     assert np.array_equal(np.concatenate([x for x, _ in evaluation]), images / np.float32(255))
     assert np.array_equal(np.concatenate([y for _, y in evaluation]).argmax(axis=1), labels)
+    # The arrays Keras on JAX validates on hold the same values, bit for bit.
+    x_all, y_all = as_arrays(images, labels)
+    assert np.concatenate([x for x, _ in evaluation]).tobytes() == x_all.tobytes()
+    assert np.concatenate([y for _, y in evaluation]).tobytes() == y_all.tobytes()

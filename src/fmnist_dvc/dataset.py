@@ -30,6 +30,16 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.
     return _lean(ds.prefetch(chunk))
 
 
+def as_arrays(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """make_dataset's values as two NumPy arrays (float32 images, one-hot labels), file order.
+
+    For the validation split on JAX (6,000 images, 19 MB): Keras slices arrays into batches
+    itself, where a dataset costs an eager TensorFlow call per batch.
+    """
+    x, y = _scale_and_encode(tf.constant(images), tf.constant(labels))
+    return x.numpy(), y.numpy()
+
+
 def batches_per_epoch(num_images: int, batch_size: int) -> int:
     return math.ceil(num_images / batch_size)
 

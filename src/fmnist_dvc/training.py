@@ -16,7 +16,13 @@ from dvclive.keras import DVCLiveCallback
 
 from fmnist_dvc.atomic import atomic_dir
 from fmnist_dvc.backend import use_backend
-from fmnist_dvc.dataset import batches_per_epoch, make_dataset, make_training_dataset, numpy_batches
+from fmnist_dvc.dataset import (
+    as_arrays,
+    batches_per_epoch,
+    make_dataset,
+    make_training_dataset,
+    numpy_batches,
+)
 from fmnist_dvc.errors import PipelineError
 from fmnist_dvc.model_io import save_model
 from fmnist_dvc.models import build_model
@@ -159,7 +165,6 @@ def train(
         train_ds = make_training_dataset(
             x_train, y_train, params.batch_size, seed, end_epoch, first_epoch, params.augment
         )
-        val_ds = make_dataset(x_val, y_val, params.batch_size)
         callbacks: list[keras.callbacks.Callback] = []
         if params.schedule == "step":
             schedule = partial(
@@ -177,14 +182,19 @@ def train(
         callbacks += [early_stopping, LogLearningRate(), DVCLiveCallback(live=live)]
         if snapshot_dir is not None:  # after dvclive: a snapshot holds the epoch's logs too
             callbacks.append(EpochSnapshot(snapshot_dir, run_id, early_stopping, work_live))
-        on_jax = keras.backend.backend() == "jax"
-        if on_jax:
+        if keras.backend.backend() == "jax":
             from fmnist_dvc.jax_steps import install_grouped_steps  # JAX is an optional extra
 
             install_grouped_steps(model)
+            # Keras on JAX slices NumPy arrays itself, but draws tf.data batches one at a time
+            # through eager TensorFlow: the same batches either way.
+            train_input, validation = numpy_batches(train_ds), as_arrays(x_val, y_val)
+        else:
+            train_input, validation = train_ds, make_dataset(x_val, y_val, params.batch_size)
         model.fit(
-            numpy_batches(train_ds) if on_jax else train_ds,
-            validation_data=val_ds,
+            train_input,
+            validation_data=validation,
+            validation_batch_size=params.batch_size,  # for the arrays; a dataset has its own
             initial_epoch=first_epoch,
             epochs=end_epoch,
             steps_per_epoch=steps,
