@@ -2,12 +2,12 @@
 
 Keras on JAX calls its compiled step once per batch from Python, even with
 `steps_per_execution`; at the seed MLP's batch of 32 that call costs about a sixth of a
-training step, and more than half of a validation step. Here the same `model.train_step` (and
-`model.test_step`) runs under `jax.lax.scan` over `group` stacked batches, so the arithmetic
-and its order stay the same, and Python is entered once per group. XLA compiles the scanned
-body on its own, so equal bits are not promised by construction; they were equal to Keras'
-per-batch loop in the test (tests/test_backend.py) and in the benchmark's full-size runs
-(same digest). Not used for models with convolutions (below).
+training step, and a larger share of the lighter validation step. Here the same
+`model.train_step` (and `model.test_step`) runs under `jax.lax.scan` over `group` stacked
+batches, so the arithmetic and its order stay the same, and Python is entered once per group.
+XLA compiles the scanned body on its own, so equal bits are not promised by construction; they
+were equal to Keras' per-batch loop in the test (tests/test_backend.py) and in the full-size
+runs (same digest, same logs). Not used for models with convolutions (below).
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ class GroupedSteps:
     tail, an epoch's short last batch) goes one batch per call through the plain step. At
     batch 32 that is 3 x 64 of each training execution of 211 batches in groups and 19 one by
     one, and 2 x 64 of the 188 validation batches and 60 one by one: a second compiled length
-    for those would cost more start-up than it saves. `step` is
-    `model.train_step` or `model.test_step`: both map (state, batch) to (logs, state).
-    `grouped` and `single` count the batches each way.
+    for those would cost more start-up than it saves. `step` is `model.train_step` or
+    `model.test_step`: both map (state, batch) to (logs, state). `grouped` and `single` count
+    the batches each way.
     """
 
     def __init__(self, model: keras.Model, step: Callable[[Any, Any], tuple[Any, Any]], group: int) -> None:
