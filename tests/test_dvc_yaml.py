@@ -12,7 +12,12 @@ from fmnist_dvc import params as params_module
 from tests.conftest import REPO_ROOT
 
 PIPELINE = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
-SECTIONS = {"download": "DownloadParams", "preprocess": "PreprocessParams", "train": "TrainParams"}
+SECTIONS = {
+    "download": "DownloadParams",
+    "preprocess": "PreprocessParams",
+    "train": "TrainParams",
+    "evaluate": "EvaluateParams",
+}
 
 
 def package_modules_used(script: Path) -> set[str]:

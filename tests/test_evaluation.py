@@ -58,10 +58,14 @@ def test_evaluate_writes_metrics_and_plot_data_for_the_real_test_images(
         tmp_path / "prepared",
         tmp_path / "metrics" / "evaluate.json",
         plots,
+        tta="flip",
     )
     assert json.loads((tmp_path / "metrics" / "evaluate.json").read_text()) == {"test": test}
     assert test["images"] == 500
     assert 0.3 < test["accuracy"] <= test["top2_accuracy"] <= 1.0  # 800 images, 2 epochs: far above 0.1
+    # The mirrored views change some answers (an MLP is not symmetric), but not most of them.
+    assert test["tta_accuracy"] != test["accuracy"] and abs(test["tta_accuracy"] - test["accuracy"]) < 0.1
+    assert test["tta_loss"] > 0
     predictions = pd.read_csv(plots / "predictions.csv")
     assert len(predictions) == 500 and set(predictions.columns) == {"actual", "predicted"}
     assert set(predictions.actual) <= set(CLASS_NAMES)  # names, not numbers

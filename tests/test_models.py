@@ -9,7 +9,7 @@ from tests.conftest import REPO_ROOT
 
 def test_default_cnn_is_the_280k_conv_bn_relu_net() -> None:
     cnn = load_section("train", TrainParams, REPO_ROOT / "params.yaml").cnn
-    model = build_cnn(cnn.blocks, cnn.kernel_size, cnn.batch_norm, cnn.dense_units, cnn.dropout)
+    model = build_cnn(cnn)
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [c.filters for c in convs] == [32, 64, 64, 128, 128]
     assert all(c.kernel_size == (3, 3) and not c.use_bias for c in convs)  # BN follows each
@@ -24,3 +24,20 @@ def test_build_model_follows_train_model() -> None:
     params = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
     assert build_model(params).name == "seed_mlp"
     assert build_model(dataclasses.replace(params, model="cnn")).name == "cnn"
+
+
+def test_flatten_head_keeps_positions_and_dense_layers_follow_dropout() -> None:
+    params = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
+    cnn = dataclasses.replace(
+        params.cnn, blocks=[[8], [16]], head="flatten", dense_units=[32], bn_momentum=0.6
+    )
+    model = build_cnn(cnn)
+    flatten = next(layer for layer in model.layers if isinstance(layer, keras.layers.Flatten))
+    assert flatten.output.shape == (None, 14 * 14 * 16)
+    kinds = [type(layer).__name__ for layer in model.layers[-5:]]
+    assert kinds == ["Flatten", "Dropout", "Dense", "Dropout", "Dense"]
+    assert all(
+        layer.momentum == 0.6 for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+    )
+    # conv 72 + BN 32 | conv 1,152 + BN 64 | Dense 3,136 x 32 + 32 | Dense 32 x 10 + 10
+    assert model.count_params() == 72 + 32 + 1_152 + 64 + 3_136 * 32 + 32 + 330

@@ -7,6 +7,7 @@ import yaml
 from fmnist_dvc.errors import PipelineError
 from fmnist_dvc.params import (
     DownloadParams,
+    EvaluateParams,
     PreprocessParams,
     TrainParams,
     load_section,
@@ -55,7 +56,12 @@ def test_yaml_boolean_is_not_an_integer(tmp_path: Path) -> None:
         load_section("train", TrainParams, path)
 
 
-SECTIONS = {"train": TrainParams, "preprocess": PreprocessParams, "download": DownloadParams}
+SECTIONS = {
+    "train": TrainParams,
+    "preprocess": PreprocessParams,
+    "download": DownloadParams,
+    "evaluate": EvaluateParams,
+}
 
 
 @pytest.mark.parametrize(
@@ -73,6 +79,9 @@ SECTIONS = {"train": TrainParams, "preprocess": PreprocessParams, "download": Do
         ("train.cnn.kernel_size", 4),
         ("train.label_smoothing", 1.0),
         ("train.weight_decay", 0.01),  # with the default optimizer, adam
+        ("train.momentum", 1.0),
+        ("train.ema", -0.5),
+        ("train.cnn.bn_momentum", 1.0),
         ("train.augment.erase.probability", 1.5),
         ("train.augment.translate.pixels", 20),
         ("preprocess.val_fraction", 0.0),
@@ -93,8 +102,9 @@ def test_out_of_range_values_are_refused(tmp_path: Path, key: str, value: object
     ("key", "value", "choices"),
     [
         ("model", "resnet", "mlp, cnn"),
-        ("optimizer", "sgd", "adam, adamw"),
+        ("optimizer", "rmsprop", "adam, adamw, sgd"),
         ("schedule", "linear", "step, one_cycle, cosine"),
+        ("cnn.head", "attention", "gap, flatten"),
     ],
 )
 def test_unknown_names_list_the_valid_choices(tmp_path: Path, key: str, value: str, choices: str) -> None:
@@ -103,6 +113,14 @@ def test_unknown_names_list_the_valid_choices(tmp_path: Path, key: str, value: s
         PipelineError, match=rf"train\.{key} is '{value}', not one of the valid choices: {choices}\.$"
     ):
         load_section("train", TrainParams, path)
+
+
+def test_unknown_tta_mode_lists_the_valid_choices(tmp_path: Path) -> None:
+    path = write_params(tmp_path, {"evaluate.tta": "rotate"})
+    with pytest.raises(
+        PipelineError, match=r"evaluate\.tta is 'rotate', not one of the valid choices: none, flip"
+    ):
+        load_section("evaluate", EvaluateParams, path)
 
 
 def test_unknown_augmentation_names_the_valid_keys(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from fmnist_dvc.dataset import make_dataset
 from fmnist_dvc.figures import most_confident_mistakes, per_class_bars, save_png
 from fmnist_dvc.model_io import load_model
 from fmnist_dvc.prepare import load_split
+from fmnist_dvc.tta import predict_tta
 
 EVAL_BATCH = 1000
 EPSILON = 1e-7  # the clipping Keras applies inside categorical cross-entropy
@@ -34,7 +35,6 @@ def per_class_table(labels: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
 
 def summary_metrics(labels: np.ndarray, probs: np.ndarray, table: pd.DataFrame) -> dict:
     """The numbers `dvc metrics diff` compares, all named test.* so none can pass for validation."""
-    true_prob = np.clip(probs[np.arange(len(labels)), labels].astype(np.float64), EPSILON, 1.0)
     top2 = np.argsort(-probs, axis=1, kind="stable")[:, :2]
     weights = table["support"] / table["support"].sum()
 
@@ -43,7 +43,7 @@ def summary_metrics(labels: np.ndarray, probs: np.ndarray, table: pd.DataFrame) 
 
     return {
         "accuracy": round(float(np.mean(probs.argmax(axis=1) == labels)), 6),
-        "loss": round(float(np.mean(-np.log(true_prob))), 6),
+        "loss": log_loss(labels, probs),
         "top2_accuracy": round(float(np.mean((top2 == labels[:, None]).any(axis=1))), 6),
         "macro_avg": averages(1.0 / NUM_CLASSES),
         "weighted_avg": averages(weights),
@@ -51,14 +51,34 @@ def summary_metrics(labels: np.ndarray, probs: np.ndarray, table: pd.DataFrame) 
     }
 
 
-def evaluate(model_path: Path, data_dir: Path, metrics_path: Path, plots_dir: Path) -> dict:
-    """Write `{"test": {...}}` to `metrics_path` and the per-image and per-class plot data to `plots_dir`."""
+def log_loss(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean cross-entropy of the true classes, clipped as Keras clips it."""
+    true_prob = np.clip(probs[np.arange(len(labels)), labels].astype(np.float64), EPSILON, 1.0)
+    return round(float(np.mean(-np.log(true_prob))), 6)
+
+
+def evaluate(
+    model_path: Path, data_dir: Path, metrics_path: Path, plots_dir: Path, tta: str = "none"
+) -> dict:
+    """Write `{"test": {...}}` to `metrics_path` and the per-image and per-class plot data to `plots_dir`.
+
+    With `tta` other than "none", test.tta_accuracy and test.tta_loss score the probabilities
+    averaged over its views (fmnist_dvc.tta); every other number and plot is the plain model's.
+    """
     model = load_model(model_path)
     images, labels = load_split(data_dir, "test")
-    probs = model.predict(make_dataset(images, labels, EVAL_BATCH), verbose=0)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return model.predict(make_dataset(x, labels, EVAL_BATCH), verbose=0)
+
+    probs = predict(images)
     predicted = probs.argmax(axis=1)
     table = per_class_table(labels, predicted)
     test = summary_metrics(labels, probs, table)
+    if tta != "none":
+        tta_probs = predict_tta(predict, images, tta)
+        test["tta_accuracy"] = round(float(np.mean(tta_probs.argmax(axis=1) == labels)), 6)
+        test["tta_loss"] = log_loss(labels, tta_probs)
 
     names = np.array(CLASS_NAMES)
     with atomic_dir(plots_dir) as tmp:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from fmnist_dvc import IMAGE_SHAPE, NUM_CLASSES
-from fmnist_dvc.params import TrainParams
+from fmnist_dvc.params import CnnParams, TrainParams
 
 
 def build_mlp(hidden_units: list[int], dropout: float) -> keras.Sequential:
@@ -21,31 +21,35 @@ def build_mlp(hidden_units: list[int], dropout: float) -> keras.Sequential:
     return keras.Sequential(layers, name="seed_mlp")
 
 
-def build_cnn(
-    blocks: list[list[int]], kernel_size: int, batch_norm: bool, dense_units: list[int], dropout: float
-) -> keras.Sequential:
-    """Conv blocks (Conv [+BN] + ReLU per entry) with 2x2 max-pooling between blocks, then
-    global average pooling, optional Dense+ReLU layers, Dropout and a softmax.
+def build_cnn(c: CnnParams) -> keras.Sequential:
+    """Conv blocks (Conv [+BN] + ReLU per entry) with 2x2 max-pooling between blocks; a head
+    that pools globally (`gap`) or keeps the positions (`flatten`); Dropout before each Dense
+    layer and before the softmax.
 
-    blocks [[32], [64, 64], [128, 128]] gives 28x28x32 | 14x14x64 x2 | 7x7x128 x2.
+    blocks [[32], [64, 64], [128, 128]] gives 28x28x32 | 14x14x64 x2 | 7x7x128 x2. `flatten`
+    costs few FLOPs (one matrix product) but many parameters: where a garment's parts sit is
+    much of what tells a shirt from a coat, and global pooling throws it away.
     """
     layers: list[keras.layers.Layer] = [
         keras.Input(shape=IMAGE_SHAPE),
         keras.layers.Reshape((*IMAGE_SHAPE, 1)),
     ]
-    for i, block in enumerate(blocks):
+    for i, block in enumerate(c.blocks):
         if i > 0:
             layers.append(keras.layers.MaxPooling2D())
         for filters in block:
             # A bias before BatchNormalization is cancelled by its mean: leave it out.
-            layers.append(keras.layers.Conv2D(filters, kernel_size, padding="same", use_bias=not batch_norm))
-            if batch_norm:
-                layers.append(keras.layers.BatchNormalization())
+            layers.append(
+                keras.layers.Conv2D(filters, c.kernel_size, padding="same", use_bias=not c.batch_norm)
+            )
+            if c.batch_norm:
+                layers.append(keras.layers.BatchNormalization(momentum=c.bn_momentum))
             layers.append(keras.layers.ReLU())
-    layers.append(keras.layers.GlobalAveragePooling2D())
-    for units in dense_units:
+    layers.append(keras.layers.Flatten() if c.head == "flatten" else keras.layers.GlobalAveragePooling2D())
+    for units in c.dense_units:
+        layers.append(keras.layers.Dropout(c.dropout))
         layers.append(keras.layers.Dense(units, activation="relu"))
-    layers.append(keras.layers.Dropout(dropout))
+    layers.append(keras.layers.Dropout(c.dropout))
     layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax"))
     return keras.Sequential(layers, name="cnn")
 
@@ -53,6 +57,5 @@ def build_cnn(
 def build_model(params: TrainParams) -> keras.Sequential:
     """The model `train.model` names, shaped by its own params section."""
     if params.model == "cnn":
-        c = params.cnn
-        return build_cnn(c.blocks, c.kernel_size, c.batch_norm, c.dense_units, c.dropout)
+        return build_cnn(params.cnn)
     return build_mlp(params.mlp.hidden_units, params.mlp.dropout)

@@ -64,8 +64,20 @@ class PreprocessParams:
             )
 
 
+TTA_CHOICES = ("none", "flip", "flip_translate")
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    tta: str
+
+    def check(self) -> None:
+        _require_choice("evaluate.tta", self.tta, TTA_CHOICES)
+
+
 MODELS = ("mlp", "cnn")
-OPTIMIZERS = ("adam", "adamw")
+CNN_HEADS = ("gap", "flatten")
+OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("step", "one_cycle", "cosine")
 BACKENDS = ("tensorflow", "jax")
 
@@ -90,10 +102,14 @@ class CnnParams:
     blocks: list[list[int]]
     kernel_size: int
     batch_norm: bool
+    head: str
     dense_units: list[int]
     dropout: float
+    bn_momentum: float
 
     def check(self) -> None:
+        _require_choice("train.cnn.head", self.head, CNN_HEADS)
+        _require(0 <= self.bn_momentum < 1, "train.cnn.bn_momentum", "must be in [0, 1)", self.bn_momentum)
         _require(
             len(self.blocks) > 0 and all(len(b) > 0 and min(b) >= 1 for b in self.blocks),
             "train.cnn.blocks",
@@ -181,6 +197,8 @@ class TrainParams:
     optimizer: str
     learning_rate: float
     weight_decay: float
+    momentum: float
+    ema: float
     schedule: str
     lr_drop_epoch: int
     lr_drop_factor: float
@@ -200,11 +218,13 @@ class TrainParams:
         _require(self.learning_rate > 0, "train.learning_rate", "must be > 0", self.learning_rate)
         _require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0", self.weight_decay)
         _require(
-            self.optimizer == "adamw" or self.weight_decay == 0,
+            self.optimizer in ("adamw", "sgd") or self.weight_decay == 0,
             "train.weight_decay",
-            "applies only to optimizer adamw; set it to 0 or choose adamw",
+            "applies only to optimizers adamw and sgd; set it to 0 or choose one of them",
             self.weight_decay,
         )
+        _require(0 <= self.momentum < 1, "train.momentum", "must be in [0, 1)", self.momentum)
+        _require(0 <= self.ema < 1, "train.ema", "must be in [0, 1) (0 = off)", self.ema)
         _require(self.lr_drop_epoch >= 0, "train.lr_drop_epoch", "must be >= 0", self.lr_drop_epoch)
         _require(
             0 < self.lr_drop_factor <= 1, "train.lr_drop_factor", "must be in (0, 1]", self.lr_drop_factor

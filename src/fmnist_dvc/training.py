@@ -83,10 +83,15 @@ def learning_rate(
 
 def compile_model(model: keras.Model, params: TrainParams, steps_per_epoch: int) -> None:
     lr = learning_rate(params, steps_per_epoch)
+    ema = {"use_ema": True, "ema_momentum": params.ema} if params.ema else {}
     if params.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=params.weight_decay)
+        optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=params.weight_decay, **ema)
+    elif params.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(
+            learning_rate=lr, momentum=params.momentum, nesterov=True, weight_decay=params.weight_decay, **ema
+        )
     else:
-        optimizer = keras.optimizers.Adam(learning_rate=lr)
+        optimizer = keras.optimizers.Adam(learning_rate=lr, **ema)
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
@@ -174,6 +179,13 @@ def train(
                 drop_factor=params.lr_drop_factor,
             )
             callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, _lr: schedule(epoch)))
+        if params.ema:
+            # Validation, early stopping and the snapshot see the averaged weights, and the
+            # saved model holds them (Keras swaps them in at each epoch's end).
+            swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
+            # A snapshot was taken with the averages swapped in: resume in that state.
+            swap._ema_weights_in_model = snapshot is not None
+            callbacks.append(swap)
         live = Live(dir=str(work_live), dvcyaml=False, save_dvc_exp=False, report=None, resume=True)
         live.step = first_epoch
         early_stopping = ResumableEarlyStopping(
