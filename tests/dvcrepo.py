@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from fmnist_dvc.offline_plots import build_template
 from tests.conftest import REPO_ROOT, write_params
 
@@ -34,6 +36,15 @@ def run(cmd: list[str], cwd: Path, expect: int = 0) -> subprocess.CompletedProce
 
 def dvc(*args: str, cwd: Path, expect: int = 0) -> subprocess.CompletedProcess[str]:
     return run([str(BIN / "dvc"), *args], cwd, expect)
+
+
+def lock_without_timing(repo: Path) -> dict:
+    """dvc.lock less the hash of metrics/time (wall-clock minutes, different on every run):
+    everything else must match byte for byte between identical runs."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    train = lock["stages"]["train"]
+    train["outs"] = [out for out in train["outs"] if out["path"] != "metrics/time"]
+    return lock
 
 
 def stages_run(output: str) -> list[str]:

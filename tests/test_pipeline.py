@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tests.browser import plots_without_chart, rendered_dom, script_errors
-from tests.dvcrepo import BIN, dvc, new_project, run, set_params, stages_run
+from tests.dvcrepo import BIN, dvc, lock_without_timing, new_project, run, set_params, stages_run
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +34,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, debian_dir: Path) -> dict:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "results of the small run"], repo)
     lock = (repo / "dvc.lock").read_bytes()
+    timeless_lock = lock_without_timing(repo)
     model_mtime = (repo / "models/model.keras").stat().st_mtime_ns
     record["noop"] = dvc("repro", cwd=repo).stdout
     record["noop_kept_lock"] = (repo / "dvc.lock").read_bytes() == lock
@@ -41,7 +42,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, debian_dir: Path) -> dict:
     record["status"] = dvc("status", cwd=repo).stdout
     metrics = (repo / "metrics/evaluate.json").read_bytes()
     record["forced"] = dvc("repro", "-f", cwd=repo).stdout
-    record["forced_same_lock"] = (repo / "dvc.lock").read_bytes() == lock
+    record["forced_same_lock"] = lock_without_timing(repo) == timeless_lock
     record["forced_same_metrics"] = (repo / "metrics/evaluate.json").read_bytes() == metrics
 
     run(["git", "checkout", "-qb", "short"], repo)
@@ -232,6 +233,13 @@ def test_queued_sweep_runs_each_experiment_with_its_own_metrics(project: dict) -
     assert accuracies["mlp"] > 0.5  # (after 1 epoch the CNN's batch-norm statistics are barely warm)
     table = dvc("exp", "show", "--md", cwd=repo).stdout
     assert "test.accuracy" in table and "train.model" in table
+    # The accuracy-against-minutes figure reads both experiments' dvclive logs from DVC's cache.
+    names = sorted(r["name"] for r in runs)
+    figure = repo / "minutes.png"
+    run([str(BIN / "python"), "-m", "fmnist_dvc.budget_plot", *names, "-o", str(figure)], repo)
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = run([str(BIN / "python"), "-m", "fmnist_dvc.budget_plot", "no-such-exp"], repo, expect=1)
+    assert bad.stderr.strip().startswith("error: no-such-exp: cannot read metrics/time/epochs.tsv")
 
 
 def test_report_compares_the_workspace_with_a_revision_in_markdown(project: dict, tmp_path: Path) -> None:

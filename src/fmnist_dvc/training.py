@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -127,6 +129,32 @@ class LogLearningRate(keras.callbacks.Callback):
             logs["learning_rate"] = self._rate
 
 
+class TrainingClock(keras.callbacks.Callback):
+    """Minutes from the start of `train` to each epoch's end, for `metrics/time/`.
+
+    Kept out of dvclive's logs on purpose: those stay byte-identical from run to run (dvc.lock
+    records their hash), while wall-clock time never does. A resumed run counts from its restart.
+    """
+
+    def __init__(self, start: float) -> None:
+        super().__init__()
+        self.start = start
+        self.rows: list[tuple[int, float]] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.rows.append((epoch, (time.perf_counter() - self.start) / 60))
+
+    def write(self, time_dir: Path) -> None:
+        seconds = (time.perf_counter() - self.start) if self.rows else 0.0
+        with atomic_dir(time_dir) as tmp:
+            (tmp / "train.json").write_text(
+                json.dumps({"train": {"seconds": round(seconds, 1), "epochs_run": len(self.rows)}}, indent=2)
+                + "\n"
+            )
+            lines = ["step\tminutes", *(f"{e}\t{m:.4f}" for e, m in self.rows)]
+            (tmp / "epochs.tsv").write_text("\n".join(lines) + "\n")
+
+
 def train(
     params: TrainParams,
     seed: int,
@@ -134,15 +162,19 @@ def train(
     model_dir: Path,
     live_dir: Path,
     snapshot_dir: Path | None = None,
+    time_dir: Path | None = None,
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> keras.Model:
     """Fit the model from params; write `model_dir/model.keras` and dvclive's per-epoch logs.
 
     dvclive logs training metrics as train/*, and Keras' val_* (the validation split) as
     eval/*. It declares nothing itself (dvcyaml=False): dvc.yaml owns every plot.
+    With `time_dir`, the wall-clock minutes at each epoch's end and the whole call's seconds go
+    there (`epochs.tsv`, `train.json`): the only outputs that differ between identical runs.
     With `snapshot_dir`, each finished epoch is saved there and a killed run picks up after
     the last one (see fmnist_dvc.resume); the directory is removed once the outputs are written.
     """
+    clock = TrainingClock(time.perf_counter())
     use_backend(params.backend)
     set_threads(params.threads)
     set_seed(seed)
@@ -191,7 +223,7 @@ def train(
         early_stopping = ResumableEarlyStopping(
             early_state, monitor="val_loss", patience=params.patience, restore_best_weights=True, verbose=1
         )
-        callbacks += [early_stopping, LogLearningRate(), DVCLiveCallback(live=live)]
+        callbacks += [early_stopping, LogLearningRate(), DVCLiveCallback(live=live), clock]
         if snapshot_dir is not None:  # after dvclive: a snapshot holds the epoch's logs too
             callbacks.append(EpochSnapshot(snapshot_dir, run_id, early_stopping, work_live))
         if keras.backend.backend() == "jax":
@@ -217,6 +249,8 @@ def train(
         save_model(model, Path(model_dir) / "model.keras")
         with atomic_dir(live_dir) as tmp:
             shutil.copytree(work_live, tmp, dirs_exist_ok=True)
+        if time_dir is not None:
+            clock.write(time_dir)
     if snapshot_dir is not None:
         shutil.rmtree(snapshot_dir, ignore_errors=True)
     return model
