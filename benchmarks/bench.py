@@ -1,6 +1,6 @@
 """Time the project's training against a naive seed-style loop, and the pipeline's other costs.
 
-    python benchmarks/bench.py [--epochs 4] [--cnn-epochs 1] [--no-cnn] [--no-jax] [--json FILE]
+    python benchmarks/bench.py [--epochs 4] [--cnn-epochs 3] [--no-cnn] [--no-jax] [--json FILE]
 
 Needs data/raw and data/prepared (`dvc repro preprocess`) and, for the evaluate timing,
 models/model.keras (`dvc repro`). Each measurement runs in a process of its own, so each
@@ -262,7 +262,9 @@ def bare_project(path: Path) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4, help="MLP epochs per timed run")
-    parser.add_argument("--cnn-epochs", type=int, default=1)
+    parser.add_argument(
+        "--cnn-epochs", type=int, default=3, help="CNN epochs per timed run (2+ for a steady pace)"
+    )
     parser.add_argument("--no-cnn", action="store_true")
     parser.add_argument("--no-jax", action="store_true", help="skip the JAX runs")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results.json")

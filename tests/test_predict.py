@@ -108,6 +108,31 @@ def test_idx_and_npy_batches(trained: dict, tmp_path: Path) -> None:
     assert [r["class_1"] for r in rows] == [CLASS_NAMES[i] for i in trained["probs"].argmax(axis=1)]
 
 
+def test_tta_flip_averages_the_image_and_its_mirror_image(trained: dict, tmp_path: Path) -> None:
+    images = trained["images"][:10]
+    np.save(tmp_path / "ten.npy", images)
+    out = tmp_path / "pred.csv"
+    fmnist(
+        "predict",
+        "ten.npy",
+        "--model",
+        trained["model"],
+        "--csv",
+        out,
+        "--top-k",
+        "1",
+        "--tta",
+        "flip",
+        cwd=tmp_path,
+    )
+    model = load_model(trained["model"])
+    mirrored = model.predict(images[:, :, ::-1].astype(np.float32) / 255, verbose=0)
+    expected = (trained["probs"][:10] + mirrored) / 2
+    rows = read_csv(out)
+    assert [r["class_1"] for r in rows] == [CLASS_NAMES[i] for i in expected.argmax(axis=1)]
+    assert [float(r["prob_1"]) for r in rows] == pytest.approx(expected.max(axis=1), abs=2e-6)
+
+
 def test_photos_are_inverted_cropped_and_centred(trained: dict, tmp_path: Path) -> None:
     """A dark item on a light, larger, off-centre canvas (as a photo would be; RGB, half of them
     JPEG) is turned back into the training data's look; most predictions then match those of

@@ -62,6 +62,16 @@ def _run(params: TrainParams, data: Path, out: Path, crash_after: int | None = N
     "overrides",
     [
         {"model": "mlp", "epochs": 4, "lr_drop_epoch": 2},  # step schedule, dropout
+        # Nesterov SGD with a weight moving average: the snapshot holds the averages swapped in.
+        {
+            "model": "mlp",
+            "epochs": 4,
+            "optimizer": "sgd",
+            "learning_rate": 0.05,
+            "weight_decay": 0.0005,
+            "schedule": "cosine",
+            "ema": 0.9,
+        },
         # One-cycle AdamW with augmentation; a huge rate makes early stopping end it early.
         {
             "model": "cnn",
@@ -77,7 +87,7 @@ def _run(params: TrainParams, data: Path, out: Path, crash_after: int | None = N
             ),
         },
     ],
-    ids=["mlp-step", "cnn-onecycle-earlystop"],
+    ids=["mlp-step", "mlp-sgd-ema", "cnn-onecycle-earlystop"],
 )
 def test_a_resumed_run_ends_byte_identical_to_an_uninterrupted_one(
     prepared: Path, tmp_path: Path, overrides: dict

@@ -1,6 +1,7 @@
 """The `fmnist` command: classify clothing images with the trained model.
 
     fmnist predict PATH... [--model models/model.keras] [--top-k 3] [--csv FILE] [--invert auto|yes|no]
+                   [--tta none|flip|flip_translate]
 
 PATH may be image files (PNG, JPEG, ...), IDX or NPY batches of 28x28 images, or directories
 of them. A file that cannot be read gets one `error:` line; the others are still classified,
@@ -21,19 +22,26 @@ from tqdm import tqdm
 from fmnist_dvc import CLASS_NAMES
 from fmnist_dvc.atomic import atomic_write_text
 from fmnist_dvc.errors import PipelineError
+from fmnist_dvc.params import TTA_CHOICES
 from fmnist_dvc.predict import INVERT_CHOICES, Item, expand, read_items, top_k
+from fmnist_dvc.tta import predict_tta
 
 BATCH = 256
 
 
-def classify(model: object, pixels: np.ndarray, progress: bool = False) -> np.ndarray:
-    """Class probabilities for (n, 28, 28) uint8 images, scaled as in training."""
-    batches = range(0, len(pixels), BATCH)
-    out = []
-    for start in tqdm(batches, desc="classifying", unit="batch", disable=not progress, file=sys.stderr):
-        x = pixels[start : start + BATCH].astype(np.float32) / np.float32(255)
-        out.append(np.asarray(model.predict_on_batch(x)))
-    return np.concatenate(out)
+def classify(model: object, pixels: np.ndarray, progress: bool = False, tta: str = "none") -> np.ndarray:
+    """Class probabilities for (n, 28, 28) uint8 images, scaled as in training; with `tta`,
+    averaged over mirrored (and shifted) views as the evaluate stage does."""
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        batches = range(0, len(images), BATCH)
+        out = []
+        for start in tqdm(batches, desc="classifying", unit="batch", disable=not progress, file=sys.stderr):
+            x = images[start : start + BATCH].astype(np.float32) / np.float32(255)
+            out.append(np.asarray(model.predict_on_batch(x)))
+        return np.concatenate(out)
+
+    return predict_tta(predict, pixels, tta)
 
 
 def predict_command(args: argparse.Namespace) -> int:
@@ -51,7 +59,8 @@ def predict_command(args: argparse.Namespace) -> int:
         from fmnist_dvc.model_io import load_model  # TensorFlow loads only when there is work
 
         model = load_model(args.model)  # checks the file, then loads with safe_mode and checks its shapes
-        probs = classify(model, np.stack([item.pixels for item in items]), progress=len(items) > BATCH)
+        pixels = np.stack([item.pixels for item in items])
+        probs = classify(model, pixels, progress=len(items) > BATCH, tta=args.tta)
         rows = list(zip(items, top_k(probs, args.top_k), strict=True))
         if args.csv:
             atomic_write_text(args.csv, _csv(rows, args.top_k))
@@ -86,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--csv", type=Path, help="write all predictions to this CSV file instead")
     predict.add_argument(
         "--invert", choices=INVERT_CHOICES, default="auto", help="auto: invert images with a light border"
+    )
+    predict.add_argument(
+        "--tta",
+        choices=TTA_CHOICES,
+        default="none",
+        help="test-time augmentation: average over the mirror image (flip) and 1-px shifts (flip_translate)",
     )
     args = parser.parse_args(argv)
     try:
