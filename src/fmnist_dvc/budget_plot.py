@@ -4,11 +4,10 @@
 
 An EXP is a DVC experiment name (or any git revision) whose outputs are in the local DVC cache
 (`dvc exp pull` / `dvc pull` first for others' runs). Its dvclive logs give the validation
-accuracy at each epoch's end, metrics/time/epochs.tsv the minutes since training began; its
-metrics/evaluate.json
-gives the final test accuracy (with test-time augmentation where evaluate.tta is on), drawn as
-a marker. Experiments named PRESET-sSEED share a colour. The 10- and 30-minute budgets of the
-cnn-fast and cnn-long presets are marked.
+accuracy at each epoch's end, metrics/time/epochs.tsv the minutes since training began, and
+metrics/evaluate.json the final test accuracy (with test-time augmentation where evaluate.tta
+is on), drawn as a marker. Experiments named PRESET-sSEED (plus any -suffix) share a colour.
+The 10- and 30-minute budgets of the cnn-fast and cnn-long presets are marked.
 """
 
 from __future__ import annotations
@@ -52,8 +51,8 @@ def read_run(rev: str) -> tuple[pd.DataFrame, dict]:
 
 
 def group(name: str) -> str:
-    """cnn-fast-s2 -> cnn-fast: runs of one recipe share a colour."""
-    return re.sub(r"-s\d+$", "", name)
+    """cnn-fast-s2 (or cnn-fast-s2-rerun) -> cnn-fast: runs of one recipe share a colour."""
+    return re.sub(r"-s\d+(-[\w-]+)?$", "", name)
 
 
 def figure(runs: dict[str, tuple[pd.DataFrame, dict]]) -> plt.Figure:
