@@ -58,23 +58,30 @@ def group(name: str) -> str:
 def figure(runs: dict[str, tuple[pd.DataFrame, dict]]) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(8, 4.8), layout="constrained")
     colours = {g: f"C{i}" for i, g in enumerate(dict.fromkeys(group(n) for n in runs))}
+    seen: dict[str, int] = {}
     for name, (curve, test) in runs.items():
-        colour = colours[group(name)]
-        ax.plot(curve.minutes, curve.accuracy, color=colour, alpha=0.8, lw=1.2, label=f"{name} (validation)")
+        g = group(name)
+        style = ("-", "--", ":", "-.")[seen.setdefault(g, 0) % 4]
+        seen[g] += 1
+        ax.plot(
+            curve.minutes, curve.accuracy, color=colours[g], ls=style, lw=1.3, label=f"{name} (validation)"
+        )
         final = test.get("tta_accuracy", test["accuracy"])
-        ax.plot(curve.minutes.iloc[-1], final, marker="*", ms=11, color=colour, ls="none")
+        ax.plot(curve.minutes.iloc[-1], final, marker="*", ms=11, color=colours[g], ls="none")
+    # The first epoch starts far below the rest: let the axis show the part where runs differ.
+    later = [a for curve, _ in runs.values() for a in curve.accuracy.iloc[1:]]
+    if later:
+        ax.set_ylim(bottom=min(later) - 0.01)
     for minutes, label in BUDGETS.items():
         if ax.get_xlim()[1] >= minutes * 0.8:
             ax.axvline(minutes, color="grey", ls="--", lw=1)
-            ax.text(
-                minutes, ax.get_ylim()[0], f" {label}", rotation=90, va="bottom", color="grey", fontsize=8
-            )
+            ax.text(minutes, ax.get_ylim()[1], f"{label} ", rotation=90, ha="right", va="top", color="grey")
     ax.plot([], [], marker="*", ms=11, color="black", ls="none", label="test accuracy at the end (TTA)")
     ax.set_xlabel("Minutes since training began")
     ax.set_ylabel("Accuracy")
-    ax.set_title("Validation accuracy per epoch against training time")
+    ax.set_title("Validation accuracy per epoch against training time (first epoch may be below the axis)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.legend(fontsize=8, loc="lower right")
     return fig
 
 
