@@ -145,7 +145,7 @@ class TrainingClock(keras.callbacks.Callback):
         self.rows.append((epoch, (time.perf_counter() - self.start) / 60))
 
     def write(self, time_dir: Path) -> None:
-        seconds = (time.perf_counter() - self.start) if self.rows else 0.0
+        seconds = time.perf_counter() - self.start
         with atomic_dir(time_dir) as tmp:
             (tmp / "train.json").write_text(
                 json.dumps({"train": {"seconds": round(seconds, 1), "epochs_run": len(self.rows)}}, indent=2)
@@ -215,7 +215,8 @@ def train(
             # Validation, early stopping and the snapshot see the averaged weights, and the
             # saved model holds them (Keras swaps them in at each epoch's end).
             swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
-            # A snapshot was taken with the averages swapped in: resume in that state.
+            # A snapshot was taken with the averages swapped in: resume in that state. (Keras
+            # keeps this flag private; tests/test_resume.py fails if its meaning changes.)
             swap._ema_weights_in_model = snapshot is not None
             callbacks.append(swap)
         live = Live(dir=str(work_live), dvcyaml=False, save_dvc_exp=False, report=None, resume=True)
