@@ -32,3 +32,18 @@ def test_flip_averages_the_two_answers() -> None:
 
     np.testing.assert_allclose(predict_tta(predict, images, "none"), [[1, 0], [0, 1]])
     np.testing.assert_allclose(predict_tta(predict, images, "flip"), [[0.5, 0.5], [0.5, 0.5]])
+
+
+def test_known_plain_probabilities_are_not_recomputed() -> None:
+    images = np.random.default_rng(1).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    calls: list[np.ndarray] = []
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        calls.append(x)
+        return np.tile(x[:, 0, :2].astype(np.float64), 1)
+
+    plain = predict(images)
+    calls.clear()
+    with_plain = predict_tta(predict, images, "flip", plain=plain)
+    assert len(calls) == 1 and np.array_equal(calls[0], images[:, :, ::-1])
+    np.testing.assert_array_equal(with_plain, predict_tta(predict, images, "flip"))

@@ -76,7 +76,7 @@ def evaluate(
     table = per_class_table(labels, predicted)
     test = summary_metrics(labels, probs, table)
     if tta != "none":
-        tta_probs = predict_tta(predict, images, tta)
+        tta_probs = predict_tta(predict, images, tta, plain=probs)
         test["tta_accuracy"] = round(float(np.mean(tta_probs.argmax(axis=1) == labels)), 6)
         test["tta_loss"] = log_loss(labels, tta_probs)
 

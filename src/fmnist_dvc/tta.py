@@ -34,10 +34,17 @@ def views(images: np.ndarray, mode: str) -> list[tuple[float, np.ndarray]]:
     return [(w / 2, v) for w, x in pairs for v in (x, x[:, :, ::-1])]
 
 
-def predict_tta(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, mode: str) -> np.ndarray:
-    """Probabilities averaged over the views of `mode`; `predict` maps images to probabilities."""
+def predict_tta(
+    predict: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    mode: str,
+    plain: np.ndarray | None = None,
+) -> np.ndarray:
+    """Probabilities averaged over the views of `mode`; `predict` maps images to probabilities.
+    `plain`: the model's probabilities for `images` themselves, if already known (not recomputed)."""
     total = None
     for weight, view in views(images, mode):
-        probs = weight * np.asarray(predict(np.ascontiguousarray(view)), dtype=np.float64)
+        known = plain is not None and view is images
+        probs = weight * np.asarray(plain if known else predict(np.ascontiguousarray(view)), dtype=np.float64)
         total = probs if total is None else total + probs
     return total.astype(np.float32)
