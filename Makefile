@@ -56,11 +56,14 @@ report: setup
 	$(BIN)/python -m fmnist_dvc.report "$$REV" -o report.md
 	@cat report.md
 
-# Training speed against the naive seed loop, and the pipeline's other costs (BENCHMARKS.md).
-# Run it on a quiet machine: it measures everything else that runs too.
+# Training speed against the naive seed loop, and the pipeline's other costs (docs/performance.md):
+# the median of 3 rounds; every run goes to docs/performance.json. `make bench BENCH_ARGS=` runs
+# one round into benchmarks/results.json. Run it on a quiet machine: it measures everything else
+# that runs too.
+BENCH_ARGS ?= --repeat 3 --json docs/performance.json
 bench: setup
 	dvc repro
-	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest

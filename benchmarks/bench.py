@@ -1,6 +1,7 @@
 """Time the project's training against a naive seed-style loop, and the pipeline's other costs.
 
     python benchmarks/bench.py [--epochs 4] [--cnn-epochs 3] [--no-cnn] [--no-jax] [--json FILE]
+                               [--only NAME ...] [--repeat N]
 
 Needs data/raw and data/prepared (`dvc repro preprocess`) and, for the evaluate timing,
 models/model.keras (`dvc repro`). Each measurement runs in a process of its own, so each
@@ -19,6 +20,10 @@ configured: identical weights mean the speed-up changed no arithmetic.
 Each run reports its whole call (start-up, tracing and saving included) and its steady pace:
 the epochs after the first, from one epoch's start to the next, so validation and every
 per-epoch callback count.
+
+--repeat N runs the whole list of steps N times, round after round (so slow drift in the
+machine's load hits every step alike), keeps every run in the JSON file under "runs", and
+prints one markdown table: the median, min and max of each figure over the N rounds.
 """
 
 from __future__ import annotations
@@ -229,8 +234,9 @@ def child(*args: str) -> dict:
     return result
 
 
-def noop_repro(repo: Path, runs: int = 5) -> float | None:
-    """Median seconds of `dvc repro` with nothing to do, or None if the pipeline is not up to date."""
+def noop_repro(repo: Path, runs: int = 5) -> list[float] | None:
+    """Seconds of each of `runs` `dvc repro` with nothing to do, or None if the pipeline is not
+    up to date."""
     dvc = str(Path(sys.executable).parent / "dvc")
     status = subprocess.run([dvc, "status"], cwd=repo, capture_output=True, text=True, check=False)
     if "up to date" not in status.stdout:
@@ -240,7 +246,7 @@ def noop_repro(repo: Path, runs: int = 5) -> float | None:
         start = time.perf_counter()
         subprocess.run([dvc, "repro"], cwd=repo, capture_output=True, check=True)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
 def bare_project(path: Path) -> Path:
@@ -269,8 +275,17 @@ def main() -> int:
     parser.add_argument("--no-jax", action="store_true", help="skip the JAX runs")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results.json")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these steps (e.g. predict)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run every step N times, round after round, and print the median (min, max) of each figure",
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be 1 or more")
     if args.worker:
         kind, *rest = args.worker
         if kind in ("naive", "project"):
@@ -290,6 +305,8 @@ def main() -> int:
     results: dict = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{_cpu_name()}, {os.cpu_count()} cores, {platform.platform()}",
+        "cpu": _cpu_details(),
+        "commit": _commit(),
         "python": platform.python_version(),
     }
     jax = not args.no_jax and importlib.util.find_spec("jax") is not None
@@ -316,14 +333,28 @@ def main() -> int:
         steps += [("evaluate", ("evaluate",)), ("predict", ("predict",))]
     if args.only:
         steps = [step for step in steps if step[0] in args.only]
-    for name, worker_args in steps:
-        print(f"bench: {name} ...", file=sys.stderr, flush=True)
-        results[name] = child(*worker_args)
-    if not args.only or "noop" in args.only:
-        print("bench: no-op dvc repro ...", file=sys.stderr, flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            results["noop repro bare"] = noop_repro(bare_project(Path(tmp) / "bare"))
-        results["noop repro project"] = noop_repro(ROOT)
+    noop = not args.only or "noop" in args.only
+    runs: dict[str, list] = {name: [] for name, _ in steps}
+    if noop:
+        runs.update({"noop repro bare": [], "noop repro project": []})
+    for round_ in range(args.repeat):
+        of = f" (round {round_ + 1} of {args.repeat})" if args.repeat > 1 else ""
+        for name, worker_args in steps:
+            print(f"bench: {name}{of} ...", file=sys.stderr, flush=True)
+            runs[name].append(child(*worker_args))
+        if noop:
+            print(f"bench: no-op dvc repro{of} ...", file=sys.stderr, flush=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                runs["noop repro bare"].append(noop_repro(bare_project(Path(tmp) / "bare")))
+            runs["noop repro project"].append(noop_repro(ROOT))
+    for name, done in runs.items():
+        if name.startswith("noop"):  # the median of the five calls of each round
+            results[name] = _median([statistics.median(t) if t else None for t in done])
+        else:
+            results[name] = done[0] if len(done) == 1 else _median_run(done)
+    if args.repeat > 1:
+        results["repeat"] = args.repeat
+        results["runs"] = runs
 
     import tensorflow as tf  # only for its version, after the timings
 
@@ -334,9 +365,182 @@ def main() -> int:
         results["jax"] = jax_module.__version__
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1) + "\n")
-    print(table(results))
+    print(table(results) if args.repeat == 1 else summary_table(results))
     print(f"\nwritten: {args.json}")
     return 0
+
+
+def _median(values: list) -> float | None:
+    numbers = [v for v in values if v is not None]
+    return statistics.median(numbers) if numbers else None
+
+
+def _median_run(done: list[dict]) -> dict:
+    """One result holding the median of every number over the runs of a step; a text field
+    (backend, weights digest) is kept if every run agrees, else marked "varies"."""
+    merged: dict = {}
+    for key in done[0]:
+        values = [run.get(key) for run in done]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            merged[key] = statistics.median(values)
+        elif all(v is None or isinstance(v, (int, float)) for v in values):
+            merged[key] = _median(values)
+        else:
+            merged[key] = values[0] if len(set(map(str, values))) == 1 else "varies"
+    return merged
+
+
+def _commit() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{sha} + uncommitted changes" if dirty else sha
+
+
+def _cpu_details() -> str:
+    """The CPU model, family/model numbers, core count and the vector instruction sets that
+    decide which kernels oneDNN picks (AVX2, AVX-512, AMX)."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    flags = set(fields.get("flags", "").split())
+    isa = [name.upper() for name in ("avx2", "fma") if name in flags]
+    avx512 = sorted(f for f in flags if f.startswith("avx512"))
+    isa.append(("AVX-512 (" + ", ".join(avx512) + ")") if avx512 else "no AVX-512")
+    if any(f.startswith("amx") for f in flags):
+        isa.append("AMX")
+    family = fields.get("cpu family")
+    model = f" (family {family}, model {fields.get('model')})" if family else ""
+    return f"{fields.get('model name', platform.machine())}{model}, {os.cpu_count()} cores, {', '.join(isa)}"
+
+
+def summary_table(r: dict) -> str:
+    """The median, min and max of each figure over the --repeat rounds, as one markdown table.
+    A speed-up is taken within each round (the step against the naive loop of the same round),
+    then summarised."""
+    runs = r["runs"]
+    rows: list[tuple[str, str, list[float], str]] = []
+
+    def add(step: str, measure: str, values: list, fmt: str) -> None:
+        values = [v for v in values if v is not None]
+        if values:
+            rows.append((step, measure, values, fmt))
+
+    if "matmul" in runs:
+        add(
+            "matmul",
+            "float32 2048x2048 matmul, GFLOP/s (best of 5)",
+            [x["gflops"] for x in runs["matmul"]],
+            "{:.0f}",
+        )
+    for model in ("mlp", "cnn"):
+        naive = runs.get(f"{model} naive")
+        for name in (f"{model} naive", f"{model} project", f"{model} project spe=1", f"{model} project jax"):
+            done = runs.get(name)
+            if not done:
+                continue
+            first = done[0]
+            step = f"{name} ({first['backend']}, spe {first['steps_per_execution']})"
+            steady = [x["steady_seconds_per_epoch"] for x in done]
+            add(step, "steady s/epoch", steady, "{:.2f}")
+            if naive and name != f"{model} naive":
+                add(
+                    step,
+                    "steady speed-up vs naive",
+                    [
+                        b["steady_seconds_per_epoch"] / x if x and b["steady_seconds_per_epoch"] else None
+                        for b, x in zip(naive, steady, strict=True)
+                    ],
+                    "{:.2f}x",
+                )
+            add(step, "whole call s/epoch", [x["seconds"] / x["epochs"] for x in done], "{:.2f}")
+            if model == "mlp" and name != "mlp naive" and "matmul" in runs:
+                add(
+                    step,
+                    "steady GFLOP/s, % of the matmul peak",
+                    [
+                        100 * MLP_FLOP_PER_IMAGE * x["images_per_epoch"] / s / 1e9 / m["gflops"]
+                        if s
+                        else None
+                        for x, s, m in zip(done, steady, runs["matmul"], strict=True)
+                    ],
+                    "{:.0f}%",
+                )
+            add(step, "peak RSS, MB", [x["peak_rss_mb"] for x in done], "{:,.0f}")
+    for stage in ("preprocess", "evaluate"):
+        if stage in runs:
+            add(stage, "s in-process", [x["seconds"] for x in runs[stage]], "{:.2f}")
+            add(
+                stage,
+                "s with Python and TensorFlow start-up",
+                [x["wall_seconds"] for x in runs[stage]],
+                "{:.2f}",
+            )
+    if "predict" in runs:
+        add(
+            "predict",
+            "ms per single image (warm)",
+            [x["single_ms_median"] for x in runs["predict"]],
+            "{:.2f}",
+        )
+        add(
+            "predict",
+            "images/s, 10,000 test images",
+            [x["batch_images_per_s"] for x in runs["predict"]],
+            "{:,.0f}",
+        )
+    bare = [statistics.median(t) if t else None for t in runs.get("noop repro bare", [])]
+    project = [statistics.median(t) if t else None for t in runs.get("noop repro project", [])]
+    add("no-op dvc repro", "project, s (median of 5)", project, "{:.2f}")
+    add("no-op dvc repro", "bare two-stage project, s (median of 5)", bare, "{:.2f}")
+    add(
+        "no-op dvc repro",
+        "project / bare",
+        [p / b if p and b else None for p, b in zip(project, bare, strict=True)],
+        "{:.2f}x",
+    )
+
+    jax = f", JAX {r['jax']}" if "jax" in r else ""
+    lines = [
+        f"Commit {r['commit']}, {r['date']}; {r['cpu']}; Python {r['python']}, "
+        f"TensorFlow {r['tensorflow']}{jax}; {r['repeat']} runs of each step.",
+        "",
+        "| step | figure | median | min | max |",
+        "|---|---|---|---|---|",
+    ]
+    for step, measure, values, fmt in rows:
+        cells = " | ".join(fmt.format(v) for v in (statistics.median(values), min(values), max(values)))
+        lines.append(f"| {step} | {measure} | {cells} |")
+    notes = []
+    for name, done in runs.items():
+        if name.startswith("noop") or name in ("matmul", "preprocess", "evaluate", "predict"):
+            continue
+        digests = {x["digest"] for x in done}
+        accuracy = sorted({round(x["test_accuracy"], 4) for x in done})
+        same = "the same weights in every run" if len(digests) == 1 else f"{len(digests)} different weights"
+        notes.append(f"{name}: test accuracy {', '.join(f'{a:.4f}' for a in accuracy)}; {same}")
+    spe1, fast = runs.get("mlp project spe=1"), runs.get("mlp project")
+    if spe1 and fast:
+        same = {x["digest"] for x in spe1} == {x["digest"] for x in fast}
+        notes.append(
+            f"MLP weights with steps_per_execution 1 and {fast[0]['steps_per_execution']}: "
+            f"{'identical' if same else 'DIFFERENT'}"
+        )
+    return "\n".join([*lines, "", *notes])
 
 
 def _cpu_name() -> str:
