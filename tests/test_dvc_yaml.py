@@ -1,23 +1,18 @@
 """dvc.yaml must name every module and params key a stage really uses, or DVC skips needed reruns."""
 
 import ast
-import dataclasses
+import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from fmnist_dvc import params as params_module
 from tests.conftest import REPO_ROOT
 
 PIPELINE = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
-SECTIONS = {
-    "download": "DownloadParams",
-    "preprocess": "PreprocessParams",
-    "train": "TrainParams",
-    "evaluate": "EvaluateParams",
-}
+DVC = str(Path(sys.executable).parent / "dvc")
 
 
 def package_modules_used(script: Path) -> set[str]:
@@ -56,14 +51,31 @@ def test_stage_depends_on_every_module_it_imports(stage: str) -> None:
     assert script in PIPELINE[stage]["deps"]
 
 
-@pytest.mark.parametrize("stage", list(SECTIONS))
-def test_stage_lists_exactly_its_params_keys(stage: str) -> None:
-    cls = getattr(params_module, SECTIONS[stage])
-    expected = {f"{stage}.{f.name}" for f in dataclasses.fields(cls)}
+@pytest.mark.parametrize("stage", list(PIPELINE))
+def test_stage_depends_on_its_whole_params_section(stage: str) -> None:
+    # The whole section, not a list of keys: a typo'd key beside a real one must rerun the
+    # stage, whose validation then rejects it, instead of being skipped as unrelated.
     script = (REPO_ROOT / f"stages/{stage}.py").read_text()
-    if "load_seed()" in script:
-        expected.add("seed")
+    assert f'"{stage}"' in script  # the section it loads
+    expected = {stage, "seed"} if "load_seed()" in script else {stage}
     assert set(PIPELINE[stage]["params"]) == expected
+
+
+def test_a_typo_key_in_a_section_makes_dvc_rerun_its_stage(tmp_path: Path) -> None:
+    """The real params lists under real DVC: stages reduced to `true`, then one typo per section."""
+    stages = {name: {"cmd": "true", "params": stage["params"]} for name, stage in PIPELINE.items()}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    for cmd in (["git", "init", "-q"], [DVC, "init", "-q"], [DVC, "repro", "-q"]):
+        subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)
+    for section in PIPELINE:
+        params[section]["typo_key"] = 3
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    status = subprocess.run(
+        [DVC, "status", "--json"], cwd=tmp_path, check=True, capture_output=True, text=True
+    ).stdout
+    assert set(json.loads(status)) == set(PIPELINE)
 
 
 def cached_outputs() -> list[str]:
