@@ -5,7 +5,8 @@ from pathlib import Path
 from fmnist_dvc.errors import run_stage
 from fmnist_dvc.figures import class_samples, save_png
 from fmnist_dvc.params import PreprocessParams, load_section, load_seed
-from fmnist_dvc.prepare import load_split, prepare
+from fmnist_dvc.prepare import prepare
+from fmnist_dvc.splits import load_split
 
 RAW_DIR = Path("data/raw")
 PREPARED_DIR = Path("data/prepared")

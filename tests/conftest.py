@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import tensorflow as tf
 import yaml
 
 from fmnist_dvc.download import download_all
-from fmnist_dvc.idx import encode_idx, read_pair
+from fmnist_dvc.idx import UBYTE, read_pair
 from fmnist_dvc.prepare import prepare
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +67,14 @@ def prepared(small_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     out = tmp_path_factory.mktemp("prepared")
     prepare(small_raw_dir, out, val_fraction=0.2, train_limit=None, seed=0)
     return out
+
+
+def encode_idx(array: np.ndarray) -> bytes:
+    """A uint8 array as IDX bytes: to cut real subsets and write broken files for tests."""
+    if array.dtype != np.uint8:
+        raise ValueError("only uint8 arrays can be written as unsigned-byte IDX")
+    head = struct.pack(">HBB", 0, UBYTE, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return head + np.ascontiguousarray(array).tobytes()
 
 
 def gzip_bytes(data: bytes) -> bytes:

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from fmnist_dvc.errors import PipelineError
 from fmnist_dvc.model_io import load_model
-from fmnist_dvc.prepare import load_split
+from fmnist_dvc.splits import load_split
 from fmnist_dvc.training import train
 from tests.conftest import REPO_ROOT, assert_one_line_error, write_params
 from tests.test_resume import SEED, _outputs
@@ -36,7 +36,7 @@ import numpy as np
 from fmnist_dvc import jax_steps
 from fmnist_dvc.dataset import make_dataset
 from fmnist_dvc.params import TrainParams, load_section
-from fmnist_dvc.prepare import load_split
+from fmnist_dvc.splits import load_split
 from fmnist_dvc.training import train
 from tests.test_resume import Crash, CrashAfterEpoch
 

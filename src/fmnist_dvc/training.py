@@ -29,8 +29,8 @@ from fmnist_dvc.errors import PipelineError
 from fmnist_dvc.model_io import save_model
 from fmnist_dvc.models import build_model
 from fmnist_dvc.params import TrainParams
-from fmnist_dvc.prepare import load_split
 from fmnist_dvc.resume import EpochSnapshot, ResumableEarlyStopping, find_snapshot, fingerprint, restore
+from fmnist_dvc.splits import load_split
 
 
 def set_seed(seed: int) -> None:
