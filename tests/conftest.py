@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import shlex
 import struct
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import tensorflow as tf
 import yaml
 
 from fmnist_dvc.download import download_all
+from fmnist_dvc.dvcyaml import load_dvc_yaml
 from fmnist_dvc.idx import UBYTE, read_pair
 from fmnist_dvc.prepare import prepare
 
@@ -112,16 +114,22 @@ TF_STARTUP_LOG = re.compile(
 )
 
 
+def stage_args(stage: str) -> list[str]:
+    """The paths dvc.yaml's `cmd:` passes to stages/<stage>.py (relative, as DVC runs it)."""
+    cmd = shlex.split(load_dvc_yaml(REPO_ROOT / "dvc.yaml")["stages"][stage]["cmd"])
+    return cmd[cmd.index(f"stages/{stage}.py") + 1 :]
+
+
 def run_stage(
     stage: str, cwd: Path, changes: dict | None = None, *, params: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    """Run stages/<stage>.py in `cwd` as DVC does; params.yaml is the repository's with `changes`
-    (params=False: leave `cwd`'s params.yaml, or its absence, alone)."""
+    """Run stages/<stage>.py in `cwd` as DVC does, with dvc.yaml's paths; params.yaml is the
+    repository's with `changes` (params=False: leave `cwd`'s params.yaml, or its absence, alone)."""
     if params:
         write_params(cwd, changes or {})
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
     return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "stages" / f"{stage}.py")],
+        [sys.executable, str(REPO_ROOT / "stages" / f"{stage}.py"), *stage_args(stage)],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -2,6 +2,7 @@
 
 import ast
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -9,9 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fmnist_dvc.dvcyaml import load_dvc_yaml
 from tests.conftest import REPO_ROOT
 
-PIPELINE = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+DVC_YAML = load_dvc_yaml(REPO_ROOT / "dvc.yaml")
+PIPELINE = DVC_YAML["stages"]
 DVC = str(Path(sys.executable).parent / "dvc")
 
 
@@ -44,11 +47,27 @@ def package_modules_used(script: Path) -> set[str]:
 @pytest.mark.parametrize("stage", list(PIPELINE))
 def test_stage_depends_on_every_module_it_imports(stage: str) -> None:
     script = f"stages/{stage}.py"
-    assert PIPELINE[stage]["cmd"] == f"PYTHONPATH=src python {script}"
     deps = {d for d in PIPELINE[stage]["deps"] if d.startswith("src/")}
     used = package_modules_used(REPO_ROOT / script)
     assert used == deps, f"{stage}: dvc.yaml deps differ from imports"
     assert script in PIPELINE[stage]["deps"]
+
+
+def path_of(entry: str | dict) -> str:
+    return entry if isinstance(entry, str) else next(iter(entry))
+
+
+@pytest.mark.parametrize("stage", list(PIPELINE))
+def test_stage_gets_the_paths_dvc_tracks_as_arguments(stage: str) -> None:
+    # dvc.yaml writes each path once (vars:); the script hard-codes none.
+    cmd = shlex.split(PIPELINE[stage]["cmd"])
+    assert cmd[:3] == ["PYTHONPATH=src", "python", f"stages/{stage}.py"]
+    tracked = {path_of(p) for p in PIPELINE[stage]["deps"] + PIPELINE[stage]["outs"]}
+    untracked = [arg for arg in cmd[3:] if arg not in tracked]
+    # The resume snapshots are no output: DVC would delete them before the rerun that needs them.
+    assert untracked == ([DVC_YAML["vars"][0]["paths"]["resume"]] if stage == "train" else [])
+    script = (REPO_ROOT / f"stages/{stage}.py").read_text()
+    assert 'Path("' not in script and "data/" not in script and "metrics/" not in script
 
 
 @pytest.mark.parametrize("stage", list(PIPELINE))
@@ -82,10 +101,8 @@ def cached_outputs() -> list[str]:
     outs = []
     for stage in PIPELINE.values():
         for out in stage.get("outs", []):
-            if isinstance(out, str):
-                outs.append(out)
-            elif next(iter(out.values())).get("cache", True) is not False:
-                outs.append(next(iter(out)))
+            if isinstance(out, str) or next(iter(out.values())).get("cache", True) is not False:
+                outs.append(path_of(out))
     return outs
 
 

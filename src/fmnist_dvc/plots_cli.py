@@ -14,10 +14,10 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import yaml
 
+from fmnist_dvc.dvcyaml import load_dvc_yaml
 from fmnist_dvc.errors import PipelineError
 
 
@@ -48,8 +48,8 @@ def plot_errors(dvc_args: list[str]) -> list[str]:
 def _declared_files(plot_id: str) -> str:
     """The data file(s) dvc.yaml declares for a plot id, for errors DVC reports without one."""
     try:
-        plots = yaml.safe_load(Path("dvc.yaml").read_text()).get("plots") or []
-    except (OSError, yaml.YAMLError, AttributeError):
+        plots = load_dvc_yaml().get("plots") or []
+    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError):
         return "its data"
     for entry in plots:
         if isinstance(entry, dict) and plot_id in entry:
