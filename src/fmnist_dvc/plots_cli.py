@@ -18,7 +18,7 @@ import sys
 import yaml
 
 from fmnist_dvc.dvcyaml import load_dvc_yaml
-from fmnist_dvc.errors import PipelineError
+from fmnist_dvc.errors import PipelineError, exit_code
 
 
 def plot_errors(dvc_args: list[str]) -> list[str]:
@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] not in ("show", "diff"):
         print(__doc__.strip().splitlines()[-2].strip(), file=sys.stderr)
         return 2
+    return exit_code(_command, args)
+
+
+def _command(args: list[str]) -> int:
     page = subprocess.run([dvc_executable(), "plots", *args], check=False)
     errors = plot_errors([a for a in args if a != "--open"])
     for line in errors:
@@ -79,8 +83,4 @@ def dvc_executable() -> str:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(main())
