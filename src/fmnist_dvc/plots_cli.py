@@ -3,17 +3,21 @@
 DVC still renders the other plots when one data file is missing or malformed, but its
 page and summary only say "failed to load some plots". Its JSON output names the file, so
 we run DVC once for the page and once for the JSON, and print one line per failure.
+With --open we open the page ourselves: on a machine without a browser (a server, a
+container) that says where the page is and succeeds, where DVC's --open exits 1.
 
-Usage: python -m fmnist_dvc.plots_cli show [DVC ARGS...]
-       python -m fmnist_dvc.plots_cli diff REV [REV] [DVC ARGS...]
+Usage: python -m fmnist_dvc.plots_cli show [DVC ARGS...] [--open]
+       python -m fmnist_dvc.plots_cli diff REV [REV] [DVC ARGS...] [--open]
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+import webbrowser
 
 import yaml
 
@@ -68,11 +72,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _command(args: list[str]) -> int:
-    page = subprocess.run([dvc_executable(), "plots", *args], check=False)
-    errors = plot_errors([a for a in args if a != "--open"])
+    dvc_args = [a for a in args if a != "--open"]
+    page = subprocess.run(
+        [dvc_executable(), "plots", *dvc_args], stdout=subprocess.PIPE, text=True, check=False
+    )
+    print(page.stdout, end="")
+    errors = plot_errors(dvc_args)
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
+    uri = re.findall(r"^file://\S+", page.stdout, re.M)
+    if "--open" in args and page.returncode == 0 and uri:
+        open_page(uri[-1])
     return 1 if errors or page.returncode else 0
+
+
+def open_page(uri: str) -> None:
+    """Show the page in a browser, or say where it is when this machine has none."""
+    if not webbrowser.open(uri):
+        print(f"plots: no browser to open here; open {uri} in one (on another machine: copy its folder).")
 
 
 def dvc_executable() -> str:
