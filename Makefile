@@ -12,7 +12,7 @@ export REV
 # DVC stages run `python ...`: make it the project's interpreter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro setup data test lint plots plots-diff report bench clean
+.PHONY: repro setup data test lint plots plots-diff exps report bench clean
 
 repro: setup
 	dvc repro
@@ -54,6 +54,16 @@ plots: setup
 
 plots-diff: setup
 	$(BIN)/python -m fmnist_dvc.plots_cli diff "$$REV" --open
+
+# `dvc exp show` cut down from a column per param, metric and dependency (75) to what tells
+# runs apart: the params that differ between the rows shown, the test scores (not the
+# per-class averages) and the training time. Rows: the current commit and its experiments;
+# more options pass through, e.g. make exps EXPS=-A (every commit's) or EXPS=--md.
+EXPS ?=
+exps: setup
+	dvc exp show --only-changed \
+		--drop '(data|src|stages)/|models$$|test\.(macro_avg|weighted_avg|images|top2)' \
+		--keep 'test\.(accuracy|loss|tta_accuracy)$$|train\.seconds$$' $(EXPS)
 
 # Markdown comparison of the workspace with $(REV), e.g. for a pull-request comment.
 report: setup
