@@ -42,11 +42,19 @@ def plot_errors(dvc_args: list[str]) -> list[str]:
         what = (
             "is missing" if err.get("type") == "FileNotFoundError" else f"cannot be read ({err.get('msg')})"
         )
-        lines.append(
-            f"plot '{err.get('name')}' ({err.get('rev')}): {source} {what}; "
-            "run 'dvc repro' to rebuild it or fix the file."
-        )
+        rev = err.get("rev")
+        lines.append(f"plot '{err.get('name')}' ({rev}): {source} {what}; {_remedy(rev)}")
     return lines
+
+
+def _remedy(rev: str | None) -> str:
+    """The workspace's data is rebuilt here; another revision's was made elsewhere: fetch it."""
+    if rev == "workspace":
+        return "run 'dvc repro' to rebuild it or fix the file."
+    return (
+        "fetch that revision's data from a DVC remote: 'dvc fetch --all-branches --type plots' "
+        f"for a branch or commit, 'dvc exp pull origin {rev}' for an experiment."
+    )
 
 
 def _declared_files(plot_id: str) -> str:

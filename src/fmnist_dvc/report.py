@@ -34,11 +34,11 @@ def build_report(rev: str, plots_dir: Path) -> str:
             "",
             "### Metrics",
             "",
-            metrics.strip() or "No metric changed.",
+            _table_or(metrics, "No metric changed."),
             "",
             "### Params",
             "",
-            params.strip() or "No parameter changed.",
+            _table_or(params, "No parameter changed."),
             "",
             "### Plots",
             "",
@@ -47,8 +47,7 @@ def build_report(rev: str, plots_dir: Path) -> str:
             *(
                 [
                     "",
-                    "Not drawn (data missing; `dvc fetch --all-branches --type plots` fetches DVC-cached "
-                    "curves):",
+                    "Not drawn (data missing):",
                     "",
                     *[f"- {line}" for line in missing],
                 ]
@@ -58,6 +57,12 @@ def build_report(rev: str, plots_dir: Path) -> str:
             "",
         ]
     )
+
+
+def _table_or(markdown: str, sentence: str) -> str:
+    """DVC's markdown table, or `sentence` where DVC printed only the header (nothing differs)."""
+    rows = [line for line in markdown.strip().splitlines() if line.startswith("|")]
+    return markdown.strip() if len(rows) > 2 else sentence
 
 
 def _git(*args: str, what: str) -> str:
