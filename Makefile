@@ -12,7 +12,7 @@ export REV
 # DVC stages run `python ...`: make it the project's interpreter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro setup data test lint plots plots-diff report bench clean
+.PHONY: repro setup data test lint plots plots-diff exps report bench clean
 
 repro: setup
 	dvc repro
@@ -20,11 +20,15 @@ repro: setup
 
 setup: $(VENV)/.installed data $(PLOTS_TEMPLATE) .dvc/config.local
 
-# The default remote `local` is ../fmnist-dvc-storage (beside this clone). DVC resolves that
-# relative url against "/" when it reads another revision's config (dvc exp push/pull,
-# push -a; treeverse/dvc#10054), so pin it, absolute, in the untracked .dvc/config.local.
-.dvc/config.local: $(VENV)/.installed
+# This clone's own settings, in the untracked .dvc/config.local (a clone without `make setup`
+# keeps DVC's defaults):
+# - The default remote `local` is ../fmnist-dvc-storage (beside this clone). DVC resolves that
+#   relative url against "/" when it reads another revision's config (dvc exp push/pull,
+#   push -a; treeverse/dvc#10054), so pin it, absolute.
+# - `dvc plots show/diff` use the offline page template built below (relative to .dvc/).
+.dvc/config.local: $(VENV)/.installed $(PLOTS_TEMPLATE) Makefile
 	$(BIN)/dvc remote modify --local local url $(abspath ../fmnist-dvc-storage)
+	$(BIN)/dvc config --local plots.html_template ../$(PLOTS_TEMPLATE)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +45,7 @@ data:
 	fi
 
 # vega, vega-lite and vega-embed inline, so `dvc plots show/diff` pages work offline
-# (.dvc/config points plots.html_template here).
+# (.dvc/config.local points plots.html_template here).
 $(PLOTS_TEMPLATE): $(VENV)/.installed src/fmnist_dvc/offline_plots.py
 	$(BIN)/python -m fmnist_dvc.offline_plots $@
 
@@ -50,6 +54,16 @@ plots: setup
 
 plots-diff: setup
 	$(BIN)/python -m fmnist_dvc.plots_cli diff "$$REV" --open
+
+# `dvc exp show` cut down from a column per param, metric and dependency (75) to what tells
+# runs apart: the params that differ between the rows shown, the test scores (not the
+# per-class averages) and the training time. Rows: the current commit and its experiments;
+# more options pass through, e.g. make exps EXPS=-A (every commit's) or EXPS=--md.
+EXPS ?=
+exps: setup
+	dvc exp show --only-changed \
+		--drop '(data|src|stages)/|models$$|test\.(macro_avg|weighted_avg|images|top2)' \
+		--keep 'test\.(accuracy|loss|tta_accuracy)$$|train\.seconds$$' $(EXPS)
 
 # Markdown comparison of the workspace with $(REV), e.g. for a pull-request comment.
 report: setup

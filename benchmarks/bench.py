@@ -74,7 +74,7 @@ def _digest(model) -> str:
 
 def _test_accuracy(model) -> float:
     from fmnist_dvc.dataset import make_dataset
-    from fmnist_dvc.prepare import load_split
+    from fmnist_dvc.splits import load_split
 
     x, y = load_split(PREPARED, "test")
     probs = model.predict(make_dataset(x, y, 1000), verbose=0)
@@ -105,7 +105,7 @@ def worker(kind: str, model_name: str, epochs: int, spe: int | None, backend: st
     import keras
 
     from fmnist_dvc.dataset import batches_per_epoch
-    from fmnist_dvc.prepare import load_split
+    from fmnist_dvc.splits import load_split
     from fmnist_dvc.training import compile_model, execution_steps, set_seed, train
 
     seed = 42
@@ -177,7 +177,7 @@ def worker_predict() -> dict:
     """`fmnist predict`'s classify(): one image at a time (warm) and the 10,000 test images."""
     from fmnist_dvc.cli import classify
     from fmnist_dvc.model_io import load_model
-    from fmnist_dvc.prepare import load_split
+    from fmnist_dvc.splits import load_split
 
     model = load_model(MODEL)
     images, _ = load_split(PREPARED, "test")

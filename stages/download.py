@@ -1,4 +1,4 @@
-"""DVC stage `download`: the four official files, verified, into data/raw/."""
+"""DVC stage `download`: the four official files, verified, into RAW (paths from dvc.yaml)."""
 
 from pathlib import Path
 
@@ -6,13 +6,11 @@ from fmnist_dvc.download import download_all
 from fmnist_dvc.errors import run_stage
 from fmnist_dvc.params import DownloadParams, load_section
 
-RAW_DIR = Path("data/raw")
 
-
-def main() -> None:
+def main(raw: Path) -> None:
     params = load_section("download", DownloadParams)
-    download_all(params.sources, RAW_DIR, timeout=params.timeout, retries=params.retries)
-    print(f"download: 4 verified files in {RAW_DIR}/")
+    download_all(params.sources, raw, timeout=params.timeout, retries=params.retries)
+    print(f"download: 4 verified files in {raw}/")
 
 
 if __name__ == "__main__":

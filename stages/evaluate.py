@@ -1,32 +1,29 @@
-"""DVC stage `evaluate`: models/model.keras on the test split -> metrics/evaluate.json, metrics/test/."""
+"""DVC stage `evaluate`: MODELS/model.keras on the test split in PREPARED -> the SCORES file
+and per-image and per-class plot data in TEST (paths from dvc.yaml)."""
 
 from pathlib import Path
 
 import pandas as pd
 
 from fmnist_dvc.errors import run_stage
-from fmnist_dvc.model_io import check_model_file
+from fmnist_dvc.model_io import MODEL_FILE, check_model_file
 from fmnist_dvc.params import EvaluateParams, load_section
 
-MODEL = Path("models/model.keras")
-PREPARED_DIR = Path("data/prepared")
-METRICS = Path("metrics/evaluate.json")
-PLOTS_DIR = Path("metrics/test")
 
-
-def main() -> None:
+def main(models: Path, prepared: Path, scores: Path, test: Path) -> None:
     params = load_section("evaluate", EvaluateParams)
-    check_model_file(MODEL)  # a missing or damaged file fails before TensorFlow loads
+    model = models / MODEL_FILE
+    check_model_file(model)  # a missing or damaged file fails before TensorFlow loads
     from fmnist_dvc.evaluation import evaluate
 
-    test = evaluate(MODEL, PREPARED_DIR, METRICS, PLOTS_DIR, tta=params.tta)
-    print(pd.read_csv(PLOTS_DIR / "per_class.csv").to_string(index=False, float_format="%.3f"))
+    result = evaluate(model, prepared, scores, test, tta=params.tta)
+    print(pd.read_csv(test / "per_class.csv").to_string(index=False, float_format="%.3f"))
     print(
-        f"Test accuracy: {test['accuracy']:.4f} (top-2 {test['top2_accuracy']:.4f}, "
-        f"loss {test['loss']:.4f}, macro F1 {test['macro_avg']['f1']:.4f}, {test['images']} images)"
+        f"Test accuracy: {result['accuracy']:.4f} (top-2 {result['top2_accuracy']:.4f}, "
+        f"loss {result['loss']:.4f}, macro F1 {result['macro_avg']['f1']:.4f}, {result['images']} images)"
     )
-    if "tta_accuracy" in test:
-        print(f"Test accuracy with test-time augmentation ({params.tta}): {test['tta_accuracy']:.4f}")
+    if "tta_accuracy" in result:
+        print(f"Test accuracy with test-time augmentation ({params.tta}): {result['tta_accuracy']:.4f}")
 
 
 if __name__ == "__main__":

@@ -1,21 +1,19 @@
-"""DVC stage `preprocess`: data/raw/ IDX files -> uint8 train/val/test arrays in data/prepared/."""
+"""DVC stage `preprocess`: RAW IDX files -> uint8 train/val/test arrays in PREPARED, and a
+SAMPLES image of each class (paths from dvc.yaml)."""
 
 from pathlib import Path
 
 from fmnist_dvc.errors import run_stage
 from fmnist_dvc.figures import class_samples, save_png
 from fmnist_dvc.params import PreprocessParams, load_section, load_seed
-from fmnist_dvc.prepare import load_split, prepare
-
-RAW_DIR = Path("data/raw")
-PREPARED_DIR = Path("data/prepared")
-SAMPLES = Path("metrics/data/samples.png")
+from fmnist_dvc.prepare import prepare
+from fmnist_dvc.splits import load_split
 
 
-def main() -> None:
+def main(raw: Path, prepared: Path, samples: Path) -> None:
     params = load_section("preprocess", PreprocessParams)
-    sizes = prepare(RAW_DIR, PREPARED_DIR, params.val_fraction, params.train_limit, load_seed())
-    save_png(class_samples(*load_split(PREPARED_DIR, "train")), SAMPLES)
+    sizes = prepare(raw, prepared, params.val_fraction, params.train_limit, load_seed())
+    save_png(class_samples(*load_split(prepared, "train")), samples)
     print("preprocess: " + ", ".join(f"{n} {split}" for split, n in sizes.items()) + " images")
 
 

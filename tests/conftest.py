@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import shlex
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,8 @@ import tensorflow as tf
 import yaml
 
 from fmnist_dvc.download import download_all
-from fmnist_dvc.idx import encode_idx, read_pair
+from fmnist_dvc.dvcyaml import load_dvc_yaml
+from fmnist_dvc.idx import UBYTE, read_pair
 from fmnist_dvc.prepare import prepare
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +71,14 @@ def prepared(small_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
+def encode_idx(array: np.ndarray) -> bytes:
+    """A uint8 array as IDX bytes: to cut real subsets and write broken files for tests."""
+    if array.dtype != np.uint8:
+        raise ValueError("only uint8 arrays can be written as unsigned-byte IDX")
+    head = struct.pack(">HBB", 0, UBYTE, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return head + np.ascontiguousarray(array).tobytes()
+
+
 def gzip_bytes(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
 
@@ -95,24 +106,31 @@ def write_params(folder: Path, changes: dict[str, object], base: Path = REPO_ROO
     return path
 
 
-# TensorFlow's C++ start-up log (CUDA probes) goes straight to file descriptor 2 whatever
-# TF_CPP_MIN_LOG_LEVEL says; it is not ours, so the one-line checks look past it.
+# TensorFlow's C++ start-up log goes straight to file descriptor 2 whatever TF_CPP_MIN_LOG_LEVEL
+# says. fmnist_dvc.cuda_probe quiets the CPU-only CUDA probe; what a machine with CUDA may still
+# log is not ours, so the one-line checks look past it.
 TF_STARTUP_LOG = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
     r"|[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] )"
 )
 
 
+def stage_args(stage: str) -> list[str]:
+    """The paths dvc.yaml's `cmd:` passes to stages/<stage>.py (relative, as DVC runs it)."""
+    cmd = shlex.split(load_dvc_yaml(REPO_ROOT / "dvc.yaml")["stages"][stage]["cmd"])
+    return cmd[cmd.index(f"stages/{stage}.py") + 1 :]
+
+
 def run_stage(
     stage: str, cwd: Path, changes: dict | None = None, *, params: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    """Run stages/<stage>.py in `cwd` as DVC does; params.yaml is the repository's with `changes`
-    (params=False: leave `cwd`'s params.yaml, or its absence, alone)."""
+    """Run stages/<stage>.py in `cwd` as DVC does, with dvc.yaml's paths; params.yaml is the
+    repository's with `changes` (params=False: leave `cwd`'s params.yaml, or its absence, alone)."""
     if params:
         write_params(cwd, changes or {})
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
     return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "stages" / f"{stage}.py")],
+        [sys.executable, str(REPO_ROOT / "stages" / f"{stage}.py"), *stage_args(stage)],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -56,7 +56,8 @@ def set_params(repo: Path, changes: dict[str, object]) -> None:
 
 
 def new_project(repo: Path) -> Path:
-    """A copy of this project's git-tracked files (no results, no tests) at `repo`, plus the plot template."""
+    """A copy of this project's git-tracked files (no results, no tests) at `repo`, with the
+    offline plot template in use as `make setup` leaves it."""
     listed = run(["git", "ls-files", "-co", "--exclude-standard"], REPO_ROOT).stdout.split()
     for rel in listed:
         if rel == "dvc.lock" or rel.startswith(("metrics/", "tests/")):
@@ -68,4 +69,10 @@ def new_project(repo: Path) -> Path:
         shutil.copy2(REPO_ROOT / TEMPLATE, repo / TEMPLATE)
     else:
         build_template(repo / TEMPLATE)
+    use_offline_template(repo)
     return repo
+
+
+def use_offline_template(repo: Path) -> None:
+    """Point DVC at the template in the untracked .dvc/config.local, as `make setup` does."""
+    dvc("config", "--local", "plots.html_template", f"../{TEMPLATE}", cwd=repo)

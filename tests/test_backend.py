@@ -18,9 +18,9 @@ import tensorflow as tf
 
 from fmnist_dvc.errors import PipelineError
 from fmnist_dvc.model_io import load_model
-from fmnist_dvc.prepare import load_split
+from fmnist_dvc.splits import load_split
 from fmnist_dvc.training import train
-from tests.conftest import REPO_ROOT, assert_one_line_error, write_params
+from tests.conftest import REPO_ROOT, assert_one_line_error, stage_args, write_params
 from tests.test_resume import SEED, _outputs
 
 # train() under KERAS_BACKEND=jax, optionally crashing after an epoch (exit 3); it saves its
@@ -36,7 +36,7 @@ import numpy as np
 from fmnist_dvc import jax_steps
 from fmnist_dvc.dataset import make_dataset
 from fmnist_dvc.params import TrainParams, load_section
-from fmnist_dvc.prepare import load_split
+from fmnist_dvc.splits import load_split
 from fmnist_dvc.training import train
 from tests.test_resume import Crash, CrashAfterEpoch
 
@@ -128,11 +128,11 @@ def test_jax_backend_without_jax_installed_is_one_line(tmp_path: Path, prepared:
     (tmp_path / "data" / "prepared").symlink_to(prepared)
     # sys.modules["jax"] = None is how Python blocks an import: `import jax` raises ImportError.
     blocked = (
-        "import runpy, sys; sys.modules['jax'] = None; sys.argv = [sys.argv[1]]; "
+        "import runpy, sys; sys.modules['jax'] = None; sys.argv = sys.argv[1:]; "
         "runpy.run_path(sys.argv[0], run_name='__main__')"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", blocked, str(REPO_ROOT / "stages" / "train.py")],
+        [sys.executable, "-c", blocked, str(REPO_ROOT / "stages" / "train.py"), *stage_args("train")],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")},
         capture_output=True,

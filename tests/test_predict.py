@@ -17,11 +17,11 @@ import pytest
 from PIL import Image
 
 from fmnist_dvc import CLASS_NAMES
-from fmnist_dvc.idx import encode_idx, read_pair
+from fmnist_dvc.idx import read_pair
 from fmnist_dvc.model_io import load_model
 from fmnist_dvc.params import TrainParams, load_section
 from fmnist_dvc.training import train
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, encode_idx
 
 FMNIST = Path(sys.executable).parent / "fmnist"
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from fmnist_dvc.errors import PipelineError
-from fmnist_dvc.prepare import allocate, load_split, prepare, stratified_split
+from fmnist_dvc.prepare import allocate, prepare, stratified_split
+from fmnist_dvc.splits import load_split
 from tests.conftest import real_labels
 
 

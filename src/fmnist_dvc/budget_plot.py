@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fmnist_dvc.errors import PipelineError
+from fmnist_dvc.errors import PipelineError, exit_code
 from fmnist_dvc.figures import plt, save_png
 
 LOGS = "metrics/train/plots/metrics"
@@ -91,15 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("revs", nargs="+", metavar="EXP")
     parser.add_argument("-o", "--output", type=Path, default=Path("docs/accuracy-vs-minutes.png"))
-    args = parser.parse_args(argv)
-    try:
-        runs = {rev: read_run(rev) for rev in args.revs}
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return exit_code(_command, parser.parse_args(argv))
+
+
+def _command(args: argparse.Namespace) -> None:
+    runs = {rev: read_run(rev) for rev in args.revs}
     save_png(figure(runs), args.output)
     print(f"budget_plot: wrote {args.output}")
-    return 0
 
 
 if __name__ == "__main__":

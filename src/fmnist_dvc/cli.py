@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from fmnist_dvc import CLASS_NAMES
 from fmnist_dvc.atomic import atomic_write_text
-from fmnist_dvc.errors import PipelineError
+from fmnist_dvc.errors import PipelineError, exit_code
 from fmnist_dvc.params import TTA_CHOICES
 from fmnist_dvc.predict import INVERT_CHOICES, Item, expand, read_items, top_k
 from fmnist_dvc.tta import predict_tta
@@ -102,12 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         default="none",
         help="test-time augmentation: average over the mirror image (flip) and 1-px shifts (flip_translate)",
     )
-    args = parser.parse_args(argv)
-    try:
-        return predict_command(args)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return exit_code(predict_command, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

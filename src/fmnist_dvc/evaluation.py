@@ -13,7 +13,7 @@ from fmnist_dvc.atomic import atomic_dir, atomic_write_text
 from fmnist_dvc.dataset import make_dataset
 from fmnist_dvc.figures import most_confident_mistakes, per_class_bars, save_png
 from fmnist_dvc.model_io import load_model
-from fmnist_dvc.prepare import load_split
+from fmnist_dvc.splits import load_split
 from fmnist_dvc.tta import predict_tta
 
 EVAL_BATCH = 1000

@@ -1,4 +1,4 @@
-"""Read and write the IDX format Fashion-MNIST ships in, checking every header field.
+"""Read the IDX format Fashion-MNIST ships in, checking every header field.
 
 Layout: two zero bytes, a type code (0x08 = unsigned byte), the number of dimensions,
 then one big-endian uint32 per dimension, then the data in C order.
@@ -40,14 +40,6 @@ def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
             f"{name} is {what}: header {shape} needs {expected} bytes, file has {len(data)}; {REFETCH}."
         )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
-
-
-def encode_idx(array: np.ndarray) -> bytes:
-    """Encode a uint8 array as IDX bytes (used to cut real subsets for tests)."""
-    if array.dtype != np.uint8:
-        raise ValueError("only uint8 arrays can be written as unsigned-byte IDX")
-    head = struct.pack(">HBB", 0, UBYTE, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    return head + np.ascontiguousarray(array).tobytes()
 
 
 def read_images(path: Path) -> np.ndarray:

@@ -21,6 +21,8 @@ from fmnist_dvc.errors import PipelineError
 if TYPE_CHECKING:
     import keras
 
+# The file inside the train stage's output directory (dvc.yaml's paths.models).
+MODEL_FILE = "model.keras"
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 
 

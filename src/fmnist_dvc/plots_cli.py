@@ -3,22 +3,26 @@
 DVC still renders the other plots when one data file is missing or malformed, but its
 page and summary only say "failed to load some plots". Its JSON output names the file, so
 we run DVC once for the page and once for the JSON, and print one line per failure.
+With --open we open the page ourselves: on a machine without a browser (a server, a
+container) that says where the page is and succeeds, where DVC's --open exits 1.
 
-Usage: python -m fmnist_dvc.plots_cli show [DVC ARGS...]
-       python -m fmnist_dvc.plots_cli diff REV [REV] [DVC ARGS...]
+Usage: python -m fmnist_dvc.plots_cli show [DVC ARGS...] [--open]
+       python -m fmnist_dvc.plots_cli diff REV [REV] [DVC ARGS...] [--open]
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+import webbrowser
 
 import yaml
 
-from fmnist_dvc.errors import PipelineError
+from fmnist_dvc.dvcyaml import load_dvc_yaml
+from fmnist_dvc.errors import PipelineError, exit_code
 
 
 def plot_errors(dvc_args: list[str]) -> list[str]:
@@ -38,18 +42,26 @@ def plot_errors(dvc_args: list[str]) -> list[str]:
         what = (
             "is missing" if err.get("type") == "FileNotFoundError" else f"cannot be read ({err.get('msg')})"
         )
-        lines.append(
-            f"plot '{err.get('name')}' ({err.get('rev')}): {source} {what}; "
-            "run 'dvc repro' to rebuild it or fix the file."
-        )
+        rev = err.get("rev")
+        lines.append(f"plot '{err.get('name')}' ({rev}): {source} {what}; {_remedy(rev)}")
     return lines
+
+
+def _remedy(rev: str | None) -> str:
+    """The workspace's data is rebuilt here; another revision's was made elsewhere: fetch it."""
+    if rev == "workspace":
+        return "run 'dvc repro' to rebuild it or fix the file."
+    return (
+        "fetch that revision's data from a DVC remote: 'dvc fetch --all-branches --type plots' "
+        f"for a branch or commit, 'dvc exp pull origin {rev}' for an experiment."
+    )
 
 
 def _declared_files(plot_id: str) -> str:
     """The data file(s) dvc.yaml declares for a plot id, for errors DVC reports without one."""
     try:
-        plots = yaml.safe_load(Path("dvc.yaml").read_text()).get("plots") or []
-    except (OSError, yaml.YAMLError, AttributeError):
+        plots = load_dvc_yaml().get("plots") or []
+    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError):
         return "its data"
     for entry in plots:
         if isinstance(entry, dict) and plot_id in entry:
@@ -64,11 +76,28 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] not in ("show", "diff"):
         print(__doc__.strip().splitlines()[-2].strip(), file=sys.stderr)
         return 2
-    page = subprocess.run([dvc_executable(), "plots", *args], check=False)
-    errors = plot_errors([a for a in args if a != "--open"])
+    return exit_code(_command, args)
+
+
+def _command(args: list[str]) -> int:
+    dvc_args = [a for a in args if a != "--open"]
+    page = subprocess.run(
+        [dvc_executable(), "plots", *dvc_args], stdout=subprocess.PIPE, text=True, check=False
+    )
+    print(page.stdout, end="")
+    errors = plot_errors(dvc_args)
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
+    uri = re.findall(r"^file://\S+", page.stdout, re.M)
+    if "--open" in args and page.returncode == 0 and uri:
+        open_page(uri[-1])
     return 1 if errors or page.returncode else 0
+
+
+def open_page(uri: str) -> None:
+    """Show the page in a browser, or say where it is when this machine has none."""
+    if not webbrowser.open(uri):
+        print(f"plots: no browser to open here; open {uri} in one (on another machine: copy its folder).")
 
 
 def dvc_executable() -> str:
@@ -79,8 +108,4 @@ def dvc_executable() -> str:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(main())

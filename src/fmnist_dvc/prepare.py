@@ -11,11 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from fmnist_dvc import NUM_CLASSES
-from fmnist_dvc.atomic import atomic_dir
 from fmnist_dvc.errors import PipelineError
 from fmnist_dvc.idx import read_pair
-
-SPLITS = ("train", "val", "test")
+from fmnist_dvc.splits import save_splits
 
 
 def allocate(counts: np.ndarray, total: int) -> np.ndarray:
@@ -67,27 +65,5 @@ def prepare(
         "val": (x[val_idx], y[val_idx]),
         "test": (x_test, y_test),
     }
-    with atomic_dir(out_dir) as tmp:
-        for split, (images, labels) in arrays.items():
-            np.save(tmp / f"{split}_images.npy", images)
-            np.save(tmp / f"{split}_labels.npy", labels)
+    save_splits(out_dir, arrays)
     return {split: len(labels) for split, (_, labels) in arrays.items()}
-
-
-def load_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (n, 28, 28) and labels (n,) of one prepared split, both uint8."""
-    paths = [Path(data_dir) / f"{split}_{kind}.npy" for kind in ("images", "labels")]
-    arrays = []
-    for path in paths:
-        try:
-            arrays.append(np.load(path, allow_pickle=False))
-        except FileNotFoundError:
-            raise PipelineError(f"{path} not found; run 'dvc repro preprocess' first.") from None
-        except ValueError as exc:
-            raise PipelineError(
-                f"{path} is not a readable .npy array ({exc}); run 'dvc repro -f preprocess'."
-            ) from None
-    images, labels = arrays
-    if images.dtype != np.uint8 or labels.dtype != np.uint8 or len(images) != len(labels):
-        raise PipelineError(f"{paths[0]} and {paths[1]} do not match; run 'dvc repro -f preprocess'.")
-    return images, labels

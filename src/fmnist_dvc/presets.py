@@ -11,7 +11,6 @@ Usage: python -m fmnist_dvc.presets args presets/cnn-fast.yaml
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from fmnist_dvc.errors import PipelineError
+from fmnist_dvc.errors import PipelineError, exit_code
+from fmnist_dvc.plots_cli import dvc_executable
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -67,19 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) < 2 or args[0] not in ("args", "run"):
         print("\n".join(line.strip() for line in __doc__.strip().splitlines()[-2:]), file=sys.stderr)
         return 2
-    try:
-        s_args = set_args(Path(args[1]))
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if args[0] == "args":
+    return exit_code(_command, args[0], Path(args[1]), args[2:])
+
+
+def _command(action: str, preset: Path, dvc_args: list[str]) -> int:
+    s_args = set_args(preset)
+    if action == "args":
         print("\n".join(s_args))
         return 0
-    dvc = shutil.which("dvc")
-    if dvc is None:
-        print("error: dvc not found on PATH; activate the project's environment (.venv).", file=sys.stderr)
-        return 1
-    return subprocess.run([dvc, "exp", "run", *s_args, *args[2:]], check=False).returncode
+    return subprocess.run([dvc_executable(), "exp", "run", *s_args, *dvc_args], check=False).returncode
 
 
 if __name__ == "__main__":

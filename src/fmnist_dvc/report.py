@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from fmnist_dvc.atomic import atomic_write_text
-from fmnist_dvc.errors import PipelineError
+from fmnist_dvc.errors import PipelineError, exit_code
 from fmnist_dvc.plots_cli import dvc_executable, plot_errors
 
 
@@ -34,11 +34,11 @@ def build_report(rev: str, plots_dir: Path) -> str:
             "",
             "### Metrics",
             "",
-            metrics.strip() or "No metric changed.",
+            _table_or(metrics, "No metric changed."),
             "",
             "### Params",
             "",
-            params.strip() or "No parameter changed.",
+            _table_or(params, "No parameter changed."),
             "",
             "### Plots",
             "",
@@ -47,8 +47,7 @@ def build_report(rev: str, plots_dir: Path) -> str:
             *(
                 [
                     "",
-                    "Not drawn (data missing; `dvc fetch --all-branches --type plots` fetches DVC-cached "
-                    "curves):",
+                    "Not drawn (data missing):",
                     "",
                     *[f"- {line}" for line in missing],
                 ]
@@ -58,6 +57,12 @@ def build_report(rev: str, plots_dir: Path) -> str:
             "",
         ]
     )
+
+
+def _table_or(markdown: str, sentence: str) -> str:
+    """DVC's markdown table, or `sentence` where DVC printed only the header (nothing differs)."""
+    rows = [line for line in markdown.strip().splitlines() if line.startswith("|")]
+    return markdown.strip() if len(rows) > 2 else sentence
 
 
 def _git(*args: str, what: str) -> str:
@@ -83,18 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("rev", help="git revision to compare the workspace with, e.g. main")
     parser.add_argument("-o", "--output", type=Path, help="write the markdown here (default: print it)")
     parser.add_argument("--plots-dir", type=Path, default=Path("dvc_plots"))
-    args = parser.parse_args(argv)
-    try:
-        text = build_report(args.rev, args.plots_dir)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return exit_code(_command, parser.parse_args(argv))
+
+
+def _command(args: argparse.Namespace) -> None:
+    text = build_report(args.rev, args.plots_dir)
     if args.output is None:
         print(text)
     else:
         atomic_write_text(args.output, text)
         print(f"report: wrote {args.output}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -26,11 +26,11 @@ from fmnist_dvc.dataset import (
     numpy_batches,
 )
 from fmnist_dvc.errors import PipelineError
-from fmnist_dvc.model_io import save_model
+from fmnist_dvc.model_io import MODEL_FILE, save_model
 from fmnist_dvc.models import build_model
 from fmnist_dvc.params import TrainParams
-from fmnist_dvc.prepare import load_split
 from fmnist_dvc.resume import EpochSnapshot, ResumableEarlyStopping, find_snapshot, fingerprint, restore
+from fmnist_dvc.splits import load_split
 
 
 def set_seed(seed: int) -> None:
@@ -247,7 +247,7 @@ def train(
             callbacks=[*callbacks, *extra_callbacks],
             verbose=1 if sys.stdout.isatty() else 2,  # a live bar in a terminal, a line per epoch in logs
         )
-        save_model(model, Path(model_dir) / "model.keras")
+        save_model(model, Path(model_dir) / MODEL_FILE)
         with atomic_dir(live_dir) as tmp:
             shutil.copytree(work_live, tmp, dirs_exist_ok=True)
         if time_dir is not None:
