@@ -14,24 +14,27 @@ from tests.conftest import REPO_ROOT, assert_one_line_error, run_stage
     ("stage", "change", "fragments"),
     [
         pytest.param(
-            "download", {"download.retries": 0}, ["download.retries must be >= 1"], id="retries-zero"
+            "download",
+            {"download.retries": 0},
+            ["download.retries should be greater than or equal to 1 (got 0)"],
+            id="retries-zero",
         ),
         pytest.param(
             "preprocess",
             {"preprocess.val_fraction": 1.5},
-            ["preprocess.val_fraction must be between 0 and 1 (exclusive) (got 1.5)"],
+            ["preprocess.val_fraction should be less than 1 (got 1.5)"],
             id="val-fraction-above-1",
         ),
         pytest.param(
             "preprocess",
             {"preprocess.val_fraction": 1.0},
-            ["preprocess.val_fraction must be between 0 and 1 (exclusive) (got 1.0)"],
+            ["preprocess.val_fraction should be less than 1 (got 1.0)"],
             id="val-fraction-1",
         ),
         pytest.param(
             "preprocess",
             {"preprocess.val_fraction": 0.0},
-            ["preprocess.val_fraction must be between 0 and 1 (exclusive) (got 0.0)"],
+            ["preprocess.val_fraction should be greater than 0 (got 0.0)"],
             id="val-fraction-0",
         ),
         pytest.param(
@@ -49,56 +52,67 @@ from tests.conftest import REPO_ROOT, assert_one_line_error, run_stage
         pytest.param(
             "train",
             {"train.batch_size": "32"},
-            ["train.batch_size must be an integer (got '32')"],
+            ["train.batch_size should be a valid integer (got '32')"],
             id="wrong-type",
         ),
         pytest.param(
             "train",
             {"train.model": "resnet"},
-            ["train.model is 'resnet'", "valid choices: mlp, cnn"],
+            ["train.model should be 'mlp' or 'cnn' (got 'resnet')"],
             id="unknown-choice",
         ),
         pytest.param(
             "train",
             {"train.learning_rate": 0.0},
-            ["train.learning_rate must be > 0 (got 0.0)"],
+            ["train.learning_rate should be greater than 0 (got 0.0)"],
             id="learning-rate-0",
         ),
         pytest.param(
             "train",
             {"train.learning_rate": -0.001},
-            ["train.learning_rate must be > 0 (got -0.001)"],
+            ["train.learning_rate should be greater than 0 (got -0.001)"],
             id="learning-rate-negative",
         ),
-        pytest.param("train", {"train.epochs": 0}, ["train.epochs must be >= 1 (got 0)"], id="epochs-0"),
         pytest.param(
-            "train", {"train.threads": -1}, ["train.threads must be >= 0", "(got -1)"], id="threads-negative"
+            "train",
+            {"train.epochs": 0},
+            ["train.epochs should be greater than or equal to 1 (got 0)"],
+            id="epochs-0",
+        ),
+        pytest.param(
+            "train",
+            {"train.threads": -1},
+            ["train.threads should be greater than or equal to 0 (0 = one per CPU core; got -1)"],
+            id="threads-negative",
         ),
         pytest.param(
             "train",
             {"train.backend": "torch"},
-            ["train.backend is 'torch', not one of the valid choices: tensorflow, jax."],
+            ["train.backend should be 'tensorflow' or 'jax' (got 'torch')"],
             id="unknown-backend",
         ),
         pytest.param(
-            "train", {"train.batch_size": 0}, ["train.batch_size must be >= 1 (got 0)"], id="batch-size-0"
+            "train",
+            {"train.batch_size": 0},
+            ["train.batch_size should be greater than or equal to 1 (got 0)"],
+            id="batch-size-0",
         ),
         pytest.param(
             "train",
             {"train.mlp.dropout": 1.0},
-            ["train.mlp.dropout must be in [0, 1) (got 1.0)"],
+            ["train.mlp.dropout should be less than 1 (got 1.0)"],
             id="mlp-dropout-1",
         ),
         pytest.param(
             "train",
             {"train.mlp.dropout": -0.1},
-            ["train.mlp.dropout must be in [0, 1) (got -0.1)"],
+            ["train.mlp.dropout should be greater than or equal to 0 (got -0.1)"],
             id="mlp-dropout-negative",
         ),
         pytest.param(
             "train",
             {"train.cnn.dropout": 1.5},
-            ["train.cnn.dropout must be in [0, 1) (got 1.5)"],
+            ["train.cnn.dropout should be less than 1 (got 1.5)"],
             id="cnn-dropout-above-1",
         ),
         pytest.param(
