@@ -20,7 +20,8 @@ from fmnist_dvc.errors import PipelineError
 from fmnist_dvc.model_io import load_model
 from fmnist_dvc.splits import load_split
 from fmnist_dvc.training import train
-from tests.conftest import REPO_ROOT, assert_one_line_error, stage_args, write_params
+from tests.catalogue import assert_catalogued_error
+from tests.conftest import REPO_ROOT, stage_args, write_params
 from tests.test_resume import SEED, _outputs
 
 # train() under KERAS_BACKEND=jax, optionally crashing after an epoch (exit 3); it saves its
@@ -139,7 +140,7 @@ def test_jax_backend_without_jax_installed_is_one_line(tmp_path: Path, prepared:
         text=True,
         check=False,
     )
-    assert_one_line_error(proc, "train.backend is 'jax' but JAX is not installed", "pip install -e '.[jax]'")
+    assert_catalogued_error(proc, "jax-not-installed")
     assert not (tmp_path / "models").exists()
 
 

@@ -1,9 +1,9 @@
 """The bad-input catalogue (docs/bad-input.md) for data and model files, stage by stage.
 
 Each case runs the real stage script on real files, starting from the outputs of an earlier
-good run, and checks what a user sees: exit 1, one `error:` line that names the file and what
-to do, no partial output, and the earlier outputs exactly as they were. Bad params.yaml
-cases are in test_stage_errors.py.
+good run, and checks what a user sees: exit 1, one `error:` line that is the message the
+catalogue's row shows (looked up by its id), no partial output, and the earlier outputs exactly
+as they were. Bad params.yaml cases are in test_stage_errors.py.
 """
 
 from __future__ import annotations
@@ -20,11 +20,8 @@ import pytest
 
 from fmnist_dvc.download import OFFICIAL_FILES
 from fmnist_dvc.idx import encode_idx, read_images, read_labels
-from tests.conftest import assert_one_line_error, gzip_bytes, run_stage, snapshot
-
-FETCH_HINT = "apt-get install dataset-fashion-mnist"
-REFETCH = "run 'dvc repro -f download' to fetch the official files again."
-REBUILD = "run 'dvc repro -f train' to rebuild it."
+from tests.catalogue import assert_catalogued_error, cases, message
+from tests.conftest import gzip_bytes, run_stage, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +56,6 @@ def work(good_run: Path, tmp_path: Path) -> Path:
 # --- download: a bad file in a source -----------------------------------------------------
 
 BAD = "train-labels-idx1-ubyte"  # fetched second: train-images is verified first, then dropped
-BAD_SIZE = next(f.size for f in OFFICIAL_FILES if f.name == BAD)
 
 
 def official_gz(debian_dir: Path, name: str = BAD) -> bytes:
@@ -88,33 +84,16 @@ def gzip_bomb(debian_dir: Path) -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("make", "reason"),
-    [
-        pytest.param(
-            truncated_gz,
-            f"{BAD}.gz is not a complete gzip file (Compressed file ended before the end-of-stream "
-            "marker was reached)",
-            id="truncated-gz",
-        ),
-        pytest.param(
-            one_flipped_bit,
-            f"{BAD}.gz is corrupted: sha256 66952a48b1fb... differs from the official file",
-            id="checksum-mismatch",
-        ),
-        pytest.param(
-            t10k_labels_instead,
-            f"{BAD}.gz unpacks to 10008 bytes, not the official {BAD_SIZE}: it is a different file",
-            id="valid-gzip-wrong-file",
-        ),
-        pytest.param(
-            gzip_bomb,
-            f"{BAD}.gz unpacks to content larger than the official {BAD_SIZE} bytes; reading stopped there",
-            id="gzip-bomb",
-        ),
-    ],
+    ("case", "make"),
+    cases(
+        ("truncated-gz", truncated_gz),
+        ("checksum-mismatch", one_flipped_bit),
+        ("valid-gzip-wrong-file", t10k_labels_instead),
+        ("gzip-bomb", gzip_bomb),
+    ),
 )
 def test_bad_gz_in_the_only_source_fails_and_keeps_earlier_data(
-    work: Path, debian_dir: Path, make: Callable[[Path], bytes], reason: str
+    work: Path, debian_dir: Path, case: str, make: Callable[[Path], bytes]
 ) -> None:
     mirror = work.parent / "mirror"  # Debian's four files, one of them replaced
     mirror.mkdir()
@@ -126,7 +105,7 @@ def test_bad_gz_in_the_only_source_fails_and_keeps_earlier_data(
     start = time.perf_counter()
     proc = run_stage("download", work, {"download.sources": [str(mirror)]})
     assert time.perf_counter() - start < 60  # the bomb is cut off at 60,009 bytes, not unpacked
-    assert_one_line_error(proc, f"no source supplied a valid {BAD} (tried {mirror}: {reason}); ", FETCH_HINT)
+    assert_catalogued_error(proc, case, mirror=mirror)
     assert "train-images-idx3-ubyte: verified sha256" in proc.stdout  # verified, yet not kept
     assert snapshot(work / "data") == before
 
@@ -134,11 +113,7 @@ def test_bad_gz_in_the_only_source_fails_and_keeps_earlier_data(
 def test_missing_source_directory_fails_and_keeps_earlier_data(work: Path) -> None:
     before = snapshot(work / "data")
     proc = run_stage("download", work, {"download.sources": [str(work / "nowhere")]})
-    assert_one_line_error(
-        proc,
-        f"no source supplied a valid train-images-idx3-ubyte (tried {work / 'nowhere'}: directory not found)",
-        FETCH_HINT,
-    )
+    assert_catalogued_error(proc, "missing-source-directory", work=work)
     assert snapshot(work / "data") == before
 
 
@@ -162,47 +137,48 @@ def silent_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-UNREACHABLE = [
-    pytest.param("closed_port", "[Errno 111] Connection refused", id="refused"),
-    pytest.param("silent_port", "no answer within 0.5 s (download.timeout)", id="timeout"),
-]
-
-
-@pytest.mark.parametrize(("port_fixture", "reason"), UNREACHABLE)
+@pytest.mark.parametrize(
+    ("case", "port_fixture"),
+    cases(("only-source-refused", "closed_port"), ("only-source-timeout", "silent_port")),
+)
 def test_unreachable_url_alone_fails_naming_it(
-    work: Path, request: pytest.FixtureRequest, port_fixture: str, reason: str
+    work: Path, request: pytest.FixtureRequest, case: str, port_fixture: str
 ) -> None:
-    url = f"https://127.0.0.1:{request.getfixturevalue(port_fixture)}/fashion"
+    port = request.getfixturevalue(port_fixture)
     before = snapshot(work / "data")
-    changes = {"download.sources": [url], "download.timeout": 0.5, "download.retries": 2}
-    proc = run_stage("download", work, changes)
-    assert_one_line_error(
-        proc,
-        f"no source supplied a valid train-images-idx3-ubyte (tried {url}: "
-        f"{url}/train-images-idx3-ubyte.gz failed 2 time(s), last: {reason}); ",
-        FETCH_HINT,
-    )
+    changes = {
+        "download.sources": [f"https://127.0.0.1:{port}/fashion"],
+        "download.timeout": 0.5,
+        "download.retries": 2,
+    }
+    assert_catalogued_error(run_stage("download", work, changes), case, port=port)
     assert snapshot(work / "data") == before
 
 
-@pytest.mark.parametrize(("port_fixture", "reason"), UNREACHABLE)
+@pytest.mark.parametrize(
+    ("case", "port_fixture"),
+    cases(("next-source-refused", "closed_port"), ("next-source-timeout", "silent_port")),
+)
 def test_unreachable_url_then_the_next_source_is_used(
     work: Path,
     debian_dir: Path,
     raw_dir: Path,
     request: pytest.FixtureRequest,
+    case: str,
     port_fixture: str,
-    reason: str,
 ) -> None:
-    url = f"https://127.0.0.1:{request.getfixturevalue(port_fixture)}/fashion"
-    changes = {"download.sources": [url, str(debian_dir)], "download.timeout": 0.5, "download.retries": 1}
+    port = request.getfixturevalue(port_fixture)
+    changes = {
+        "download.sources": [f"https://127.0.0.1:{port}/fashion", str(debian_dir)],
+        "download.timeout": 0.5,
+        "download.retries": 1,
+    }
     proc = run_stage("download", work, changes)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    line = message(case, port=port)  # the catalogue shows the line for train-images
+    assert f" from {debian_dir} " in line
     for spec in OFFICIAL_FILES:
-        assert (
-            f"{spec.name}: verified sha256 from {debian_dir} "
-            f"(skipped {url}: {url}/{spec.name}.gz failed 1 time(s), last: {reason})"
-        ) in proc.stdout
+        assert line.replace("train-images-idx3-ubyte", spec.name) in proc.stdout
         assert (work / "data" / "raw" / spec.name).read_bytes() == (raw_dir / spec.name).read_bytes()
     assert sorted(p.name for p in (work / "data").iterdir()) == ["prepared", "raw"]
 
@@ -247,53 +223,22 @@ IMAGES, LABELS = "data/raw/train-images-idx3-ubyte", "data/raw/train-labels-idx1
 
 
 @pytest.mark.parametrize(
-    ("target", "make", "message"),
-    [
-        pytest.param(
-            IMAGES,
-            bad_magic,
-            f"{IMAGES} has bad magic number 0x00000d03 (expected 0x000008 followed by the dimension "
-            "count); it is not an unsigned-byte IDX file",
-            id="bad-magic",
-        ),
-        pytest.param(
-            IMAGES,
-            cut_short,
-            f"{IMAGES} is truncated: header (1000, 28, 28) needs 784016 bytes, file has 783916",
-            id="truncated",
-        ),
-        pytest.param(
-            IMAGES,
-            flattened,
-            f"{IMAGES} holds an array of shape (1000, 784), not (n, 28, 28) images; ",
-            id="wrong-dimensions",
-        ),
-        pytest.param(
-            IMAGES,
-            labels_file,
-            f"{IMAGES} holds an array of shape (1000,), not (n, 28, 28) images (is it a labels file?)",
-            id="labels-file-as-images",
-        ),
-        pytest.param(
-            LABELS,
-            one_label_short,
-            f"{IMAGES} has 1000 images but {LABELS} has 999 labels; the two files do not belong together",
-            id="count-mismatch",
-        ),
-        pytest.param(
-            LABELS,
-            label_10,
-            f"{LABELS} has label 10, outside 0-9, at position 500; it is not a Fashion-MNIST labels file",
-            id="label-outside-0-9",
-        ),
-    ],
+    ("case", "target", "make"),
+    cases(
+        ("bad-magic", IMAGES, bad_magic),
+        ("truncated-idx", IMAGES, cut_short),
+        ("wrong-dimensions", IMAGES, flattened),
+        ("labels-file-as-images", IMAGES, labels_file),
+        ("count-mismatch", LABELS, one_label_short),
+        ("label-outside-0-9", LABELS, label_10),
+    ),
 )
 def test_damaged_raw_file_stops_preprocess_and_keeps_earlier_output(
-    work: Path, target: str, make: Callable[[Path], bytes], message: str
+    work: Path, case: str, target: str, make: Callable[[Path], bytes]
 ) -> None:
     (work / target).write_bytes(make(work))
     before = {d: snapshot(work / d) for d in ("data/prepared", "metrics")}
-    assert_one_line_error(run_stage("preprocess", work), message, REFETCH)
+    assert_catalogued_error(run_stage("preprocess", work), case)
     assert {d: snapshot(work / d) for d in before} == before
     assert sorted(p.name for p in (work / "data").iterdir()) == ["prepared", "raw"]
 
@@ -350,42 +295,18 @@ def removed(work: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("make", "message"),
-    [
-        pytest.param(removed, f"{MODEL} not found; run 'dvc repro train' first.", id="missing"),
-        pytest.param(
-            lfs_pointer,
-            f"{MODEL} is not a readable Keras model: not a complete zip archive (File is not a zip file); "
-            + REBUILD,
-            id="not-a-zip",
-        ),
-        pytest.param(
-            empty,
-            f"{MODEL} is not a readable Keras model: not a complete zip archive (File is not a zip file); "
-            + REBUILD,
-            id="empty",
-        ),
-        pytest.param(
-            truncated_model,
-            f"{MODEL} is not a readable Keras model: not a complete zip archive (File is not a zip file); "
-            + REBUILD,
-            id="truncated",
-        ),
-        pytest.param(
-            flipped_weight_byte,
-            f"{MODEL} is not a readable Keras model: model.weights.h5 inside it fails its CRC check; "
-            + REBUILD,
-            id="flipped-weight-byte",
-        ),
-        pytest.param(
-            without_weights,
-            f"{MODEL} is not a readable Keras model: the archive has no model.weights.h5; " + REBUILD,
-            id="no-weights-inside",
-        ),
-    ],
+    ("case", "make"),
+    cases(
+        ("model-missing", removed),
+        ("not-a-zip", lfs_pointer),
+        ("empty-model", empty),
+        ("truncated-model", truncated_model),
+        ("flipped-weight-byte", flipped_weight_byte),
+        ("no-weights-inside", without_weights),
+    ),
 )
 def test_missing_or_damaged_model_stops_evaluate_and_keeps_earlier_metrics(
-    work: Path, make: Callable[[Path], bytes | None], message: str
+    work: Path, case: str, make: Callable[[Path], bytes | None]
 ) -> None:
     data = make(work)
     if data is None:
@@ -394,7 +315,7 @@ def test_missing_or_damaged_model_stops_evaluate_and_keeps_earlier_metrics(
         (work / MODEL).write_bytes(data)
     before = {d: snapshot(work / d) for d in ("models", "metrics")}
     proc = run_stage("evaluate", work)
-    line = assert_one_line_error(proc, message)
+    line = assert_catalogued_error(proc, case)
     assert proc.stderr == line + "\n"  # refused before TensorFlow loads and logs its start-up
     assert {d: snapshot(work / d) for d in before} == before
 
@@ -410,8 +331,5 @@ def test_model_of_the_wrong_shape_stops_evaluate_and_keeps_earlier_metrics(work:
     )
     save_model(five_classes, work / MODEL)
     before = snapshot(work / "metrics")
-    assert_one_line_error(
-        run_stage("evaluate", work),
-        f"{MODEL} maps (None, 28, 28) to (None, 5), not 28x28 images to 10 class scores; " + REBUILD,
-    )
+    assert_catalogued_error(run_stage("evaluate", work), "wrong-shape")
     assert snapshot(work / "metrics") == before

@@ -1,8 +1,10 @@
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from fmnist_dvc.errors import PipelineError
 from fmnist_dvc.params import (
@@ -46,13 +48,13 @@ def test_unknown_key_suggests_the_nearest(tmp_path: Path) -> None:
 
 def test_wrong_type_names_key_and_expected_type(tmp_path: Path) -> None:
     path = write_params(tmp_path, {"train.epochs": "ten"})
-    with pytest.raises(PipelineError, match=r"train.epochs must be an integer \(got 'ten'\)"):
+    with pytest.raises(PipelineError, match=r"train\.epochs should be a valid integer \(got 'ten'\)"):
         load_section("train", TrainParams, path)
 
 
 def test_yaml_boolean_is_not_an_integer(tmp_path: Path) -> None:
     path = write_params(tmp_path, {"train.batch_size": True})
-    with pytest.raises(PipelineError, match=r"train\.batch_size must be an integer"):
+    with pytest.raises(PipelineError, match=r"train\.batch_size should be a valid integer \(got True\)"):
         load_section("train", TrainParams, path)
 
 
@@ -77,6 +79,8 @@ SECTIONS = {
         ("train.mlp.hidden_units", []),
         ("train.cnn.blocks", [[32], [], [64]]),
         ("train.cnn.kernel_size", 4),
+        ("train.cnn.kernel_size", True),  # an int Literal alone would take it as 1
+        ("train.cnn.blocks", [[32], [64], [128], [256]]),
         ("train.label_smoothing", 1.0),
         ("train.weight_decay", 0.01),  # with the default optimizer, adam
         ("train.momentum", 1.0),
@@ -94,23 +98,25 @@ SECTIONS = {
 def test_out_of_range_values_are_refused(tmp_path: Path, key: str, value: object) -> None:
     section = key.split(".")[0]
     path = write_params(tmp_path, {key: value})
-    with pytest.raises(PipelineError, match=rf"params\.yaml: {re.escape(key)} (must|applies|may)"):
+    # A rule broken inside a list names the item: train.cnn.blocks.1 for the empty block.
+    with pytest.raises(PipelineError, match=rf"params\.yaml: {re.escape(key)}(\.\d+)? (should|applies) "):
         load_section(section, SECTIONS[section], path)
 
 
 @pytest.mark.parametrize(
     ("key", "value", "choices"),
     [
-        ("model", "resnet", "mlp, cnn"),
-        ("optimizer", "rmsprop", "adam, adamw, sgd"),
-        ("schedule", "linear", "step, one_cycle, cosine"),
-        ("cnn.head", "attention", "gap, flatten"),
+        ("model", "resnet", "'mlp' or 'cnn'"),
+        ("optimizer", "rmsprop", "'adam', 'adamw' or 'sgd'"),
+        ("schedule", "linear", "'step', 'one_cycle' or 'cosine'"),
+        ("cnn.head", "attention", "'gap' or 'flatten'"),
     ],
 )
 def test_unknown_names_list_the_valid_choices(tmp_path: Path, key: str, value: str, choices: str) -> None:
     path = write_params(tmp_path, {f"train.{key}": value})
     with pytest.raises(
-        PipelineError, match=rf"train\.{key} is '{value}', not one of the valid choices: {choices}\.$"
+        PipelineError,
+        match=rf"train\.{key} should be {choices} \(got '{value}'\); fix it in params\.yaml\.$",
     ):
         load_section("train", TrainParams, path)
 
@@ -118,7 +124,7 @@ def test_unknown_names_list_the_valid_choices(tmp_path: Path, key: str, value: s
 def test_unknown_tta_mode_lists_the_valid_choices(tmp_path: Path) -> None:
     path = write_params(tmp_path, {"evaluate.tta": "rotate"})
     with pytest.raises(
-        PipelineError, match=r"evaluate\.tta is 'rotate', not one of the valid choices: none, flip"
+        PipelineError, match=r"evaluate\.tta should be 'none', 'flip' or 'flip_translate' \(got 'rotate'\)"
     ):
         load_section("evaluate", EvaluateParams, path)
 
@@ -134,7 +140,7 @@ def test_unknown_augmentation_names_the_valid_keys(tmp_path: Path) -> None:
 
 def test_nested_type_errors_name_the_full_key(tmp_path: Path) -> None:
     path = write_params(tmp_path, {"train.augment.flip.enabled": "yes please"})
-    with pytest.raises(PipelineError, match=r"train\.augment\.flip\.enabled must be true or false"):
+    with pytest.raises(PipelineError, match=r"train\.augment\.flip\.enabled should be a valid boolean"):
         load_section("train", TrainParams, path)
 
 
@@ -145,6 +151,61 @@ def test_missing_key(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(PipelineError, match=r"key 'train\.patience' is missing"):
         load_section("train", TrainParams, path)
+
+
+def test_misspelt_key_points_at_the_spelling_not_at_the_missing_key(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO_ROOT / "params.yaml").read_text().replace("  patience:", "  patince:"))
+    with pytest.raises(PipelineError, match=r"unknown key 'train\.patince'; did you mean 'train\.patience'"):
+        load_section("train", TrainParams, path)
+
+
+def test_missing_section(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 1\n")
+    with pytest.raises(PipelineError, match=r"'evaluate:' is missing or not a mapping\.$"):
+        load_section("evaluate", EvaluateParams, path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            "train.threads",
+            -1,
+            "train.threads should be greater than or equal to 0 (0 = one per CPU core; got -1)",
+        ),
+        (
+            "preprocess.train_limit",
+            5,
+            "preprocess.train_limit should be greater than or equal to 20 (null = all",
+        ),
+        (
+            "train.cnn.blocks",
+            [[8]] * 4,
+            "should have at most 3 items, not 4 (28x28 images halve to 7x7 after",
+        ),
+        (
+            "train.weight_decay",
+            0.01,
+            "train.weight_decay applies only to optimizers adamw and sgd; set it to 0 or choose one of "
+            "them (got 0.01); fix it in params.yaml.",
+        ),
+    ],
+)
+def test_messages_carry_the_why(tmp_path: Path, key: str, value: object, message: str) -> None:
+    section = key.split(".")[0]
+    with pytest.raises(PipelineError, match=re.escape(message)):
+        load_section(section, SECTIONS[section], write_params(tmp_path, {key: value}))
+
+
+def test_sections_are_frozen_and_replace_validates_again() -> None:
+    train = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        train.epochs = 1  # type: ignore[misc]
+    assert dataclasses.replace(train, optimizer="adamw", weight_decay=1e-4).weight_decay == 1e-4
+    with pytest.raises(ValidationError):
+        dataclasses.replace(train, weight_decay=1e-4)  # still adam
 
 
 def test_missing_and_invalid_files(tmp_path: Path) -> None:
@@ -166,7 +227,7 @@ def test_seed_must_fit_numpy_and_tensorflow(tmp_path: Path, seed: str) -> None:
 
 def test_infinite_values_are_refused(tmp_path: Path) -> None:
     path = write_params(tmp_path, {"download.timeout": float("inf")})
-    with pytest.raises(PipelineError, match=r"download.timeout must be a finite number"):
+    with pytest.raises(PipelineError, match=r"download\.timeout should be a finite number \(got inf\)"):
         load_section("download", DownloadParams, path)
 
 
@@ -179,7 +240,7 @@ def test_yaml_1_2_exponent_floats_as_dvc_writes_them(tmp_path: Path) -> None:
     assert load_section("train", TrainParams, path).weight_decay == 1e-05
 
 
-def test_nested_list_type_error_says_list_of_lists(tmp_path: Path) -> None:
+def test_nested_list_type_error_names_the_item(tmp_path: Path) -> None:
     path = write_params(tmp_path, {"train.cnn.blocks": [32, 64]})
-    with pytest.raises(PipelineError, match=r"train\.cnn\.blocks must be a list of lists of integers"):
+    with pytest.raises(PipelineError, match=r"train\.cnn\.blocks\.0 should be a valid list \(got 32\)"):
         load_section("train", TrainParams, path)

@@ -1,22 +1,28 @@
-"""Load and validate params.yaml: one typed section per stage, errors that name the key."""
+"""Load and validate params.yaml: one typed section per stage, errors that name the key.
+
+The sections are frozen pydantic dataclasses rather than BaseModels because callers use the
+dataclass API: `dataclasses.replace` (which re-validates here), `asdict` (the resume fingerprint)
+and `fields` (the dvc.yaml check). Pydantic's strict mode would refuse nested sections given as
+mappings, so strictness sits on every leaf type instead: YAML's `yes` is not 1, nor '32' 32.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import re
-import types
-import typing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import yaml
+from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError, model_validator
+from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
 
 from fmnist_dvc.errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
+Section = TypeVar("Section")
 
 
 class _Loader(yaml.SafeLoader):
@@ -31,152 +37,85 @@ _Loader.add_implicit_resolver(
 )
 
 
-@dataclass(frozen=True)
+def _exact_int(value: Any) -> Any:
+    """An int Literal alone takes True as 1 and 3.0 as 3."""
+    if type(value) is not int:
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+Int, Bool, Str = Annotated[int, Strict()], Annotated[bool, Strict()], Annotated[str, Strict()]
+Float = Annotated[float, Strict()]  # an int is taken as a float; a bool or a string is not
+Unit = Annotated[Float, Field(ge=0, lt=1)]  # [0, 1): dropouts, momenta, smoothing
+AtLeast1 = Annotated[Int, Field(ge=1)]
+Tta = Literal["none", "flip", "flip_translate"]
+TTA_CHOICES: tuple[str, ...] = get_args(Tta)
+_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class DownloadParams:
-    sources: list[str]
-    timeout: float
-    retries: int
-
-    def check(self) -> None:
-        _require(len(self.sources) > 0, "download.sources", "must list at least one source")
-        _require(self.timeout > 0, "download.timeout", "must be > 0 seconds", self.timeout)
-        _require(self.retries >= 1, "download.retries", "must be >= 1", self.retries)
+    sources: Annotated[list[Str], Field(min_length=1)]
+    timeout: Annotated[Float, Field(gt=0)]  # seconds
+    retries: AtLeast1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class PreprocessParams:
-    val_fraction: float
-    train_limit: int | None
-
-    def check(self) -> None:
-        _require(
-            0 < self.val_fraction < 1,
-            "preprocess.val_fraction",
-            "must be between 0 and 1 (exclusive)",
-            self.val_fraction,
-        )
-        if self.train_limit is not None:
-            _require(
-                self.train_limit >= 20,
-                "preprocess.train_limit",
-                "must be null (all images) or >= 20",
-                self.train_limit,
-            )
+    val_fraction: Annotated[Float, Field(gt=0, lt=1)]
+    train_limit: Annotated[Int | None, Field(ge=20, description="null = all images")]
 
 
-TTA_CHOICES = ("none", "flip", "flip_translate")
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class EvaluateParams:
-    tta: str
-
-    def check(self) -> None:
-        _require_choice("evaluate.tta", self.tta, TTA_CHOICES)
+    tta: Tta
 
 
-MODELS = ("mlp", "cnn")
-CNN_HEADS = ("gap", "flatten")
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("step", "one_cycle", "cosine")
-BACKENDS = ("tensorflow", "jax")
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class MlpParams:
-    hidden_units: list[int]
-    dropout: float
-
-    def check(self) -> None:
-        _require(
-            len(self.hidden_units) > 0 and all(u >= 1 for u in self.hidden_units),
-            "train.mlp.hidden_units",
-            "must be a non-empty list of positive integers",
-            self.hidden_units,
-        )
-        _require(0 <= self.dropout < 1, "train.mlp.dropout", "must be in [0, 1)", self.dropout)
+    hidden_units: Annotated[list[AtLeast1], Field(min_length=1)]
+    dropout: Unit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class CnnParams:
-    blocks: list[list[int]]
-    kernel_size: int
-    batch_norm: bool
-    head: str
-    dense_units: list[int]
-    dropout: float
-    bn_momentum: float
-
-    def check(self) -> None:
-        _require_choice("train.cnn.head", self.head, CNN_HEADS)
-        _require(0 <= self.bn_momentum < 1, "train.cnn.bn_momentum", "must be in [0, 1)", self.bn_momentum)
-        _require(
-            len(self.blocks) > 0 and all(len(b) > 0 and min(b) >= 1 for b in self.blocks),
-            "train.cnn.blocks",
-            "must be a non-empty list of non-empty lists of filter counts",
-            self.blocks,
-        )
-        _require(
-            len(self.blocks) <= 3,
-            "train.cnn.blocks",
-            "may hold at most 3 blocks (28x28 images halve to 7x7 after two poolings)",
-            self.blocks,
-        )
-        _require(
-            self.kernel_size in (1, 3, 5, 7),
-            "train.cnn.kernel_size",
-            "must be 1, 3, 5 or 7",
-            self.kernel_size,
-        )
-        _require(
-            all(u >= 1 for u in self.dense_units),
-            "train.cnn.dense_units",
-            "must list positive integers",
-            self.dense_units,
-        )
-        _require(0 <= self.dropout < 1, "train.cnn.dropout", "must be in [0, 1)", self.dropout)
+    blocks: Annotated[
+        list[Annotated[list[AtLeast1], Field(min_length=1)]],
+        Field(min_length=1, max_length=3, description="28x28 images halve to 7x7 after two poolings"),
+    ]
+    kernel_size: Annotated[Literal[1, 3, 5, 7], BeforeValidator(_exact_int)]
+    batch_norm: Bool
+    head: Literal["gap", "flatten"]
+    dense_units: list[AtLeast1]
+    dropout: Unit
+    bn_momentum: Unit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class FlipParams:
-    enabled: bool
+    enabled: Bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class TranslateParams:
-    enabled: bool
-    pixels: int
-
-    def check(self) -> None:
-        _require(0 <= self.pixels <= 8, "train.augment.translate.pixels", "must be in 0-8", self.pixels)
+    enabled: Bool
+    pixels: Annotated[Int, Field(ge=0, le=8)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class EraseParams:
-    enabled: bool
-    size: int
-    probability: float
-
-    def check(self) -> None:
-        _require(1 <= self.size <= 28, "train.augment.erase.size", "must be in 1-28", self.size)
-        _require(
-            0 <= self.probability <= 1,
-            "train.augment.erase.probability",
-            "must be in [0, 1]",
-            self.probability,
-        )
+    enabled: Bool
+    size: Annotated[Int, Field(ge=1, le=28)]
+    probability: Annotated[Float, Field(ge=0, le=1)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class ZoomParams:
-    enabled: bool
-    factor: float
-
-    def check(self) -> None:
-        _require(0 <= self.factor < 0.5, "train.augment.zoom.factor", "must be in [0, 0.5)", self.factor)
+    enabled: Bool
+    factor: Annotated[Float, Field(ge=0, lt=0.5)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class AugmentParams:
     flip: FlipParams
     translate: TranslateParams
@@ -188,73 +127,39 @@ class AugmentParams:
         return any(getattr(self, f.name).enabled for f in dataclasses.fields(self))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class TrainParams:
-    model: str
+    model: Literal["mlp", "cnn"]
     mlp: MlpParams
     cnn: CnnParams
     augment: AugmentParams
-    optimizer: str
-    learning_rate: float
-    weight_decay: float
-    momentum: float
-    ema: float
-    schedule: str
-    lr_drop_epoch: int
-    lr_drop_factor: float
-    warmup_fraction: float
-    label_smoothing: float
-    epochs: int
-    batch_size: int
-    patience: int
-    steps_per_execution: int
-    threads: int
-    backend: str
+    optimizer: Literal["adam", "adamw", "sgd"]
+    learning_rate: Annotated[Float, Field(gt=0)]
+    weight_decay: Annotated[Float, Field(ge=0)]
+    momentum: Unit
+    ema: Annotated[Unit, Field(description="0 = off")]
+    schedule: Literal["step", "one_cycle", "cosine"]
+    lr_drop_epoch: Annotated[Int, Field(ge=0)]
+    lr_drop_factor: Annotated[Float, Field(gt=0, le=1)]
+    warmup_fraction: Unit
+    label_smoothing: Unit
+    epochs: AtLeast1
+    batch_size: AtLeast1
+    patience: AtLeast1
+    steps_per_execution: AtLeast1
+    threads: Annotated[Int, Field(ge=0, description="0 = one per CPU core")]
+    backend: Literal["tensorflow", "jax"]
 
-    def check(self) -> None:
-        _require_choice("train.model", self.model, MODELS)
-        _require_choice("train.optimizer", self.optimizer, OPTIMIZERS)
-        _require_choice("train.schedule", self.schedule, SCHEDULES)
-        _require(self.learning_rate > 0, "train.learning_rate", "must be > 0", self.learning_rate)
-        _require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0", self.weight_decay)
-        _require(
-            self.optimizer in ("adamw", "sgd") or self.weight_decay == 0,
-            "train.weight_decay",
-            "applies only to optimizers adamw and sgd; set it to 0 or choose one of them",
-            self.weight_decay,
-        )
-        _require(0 <= self.momentum < 1, "train.momentum", "must be in [0, 1)", self.momentum)
-        _require(0 <= self.ema < 1, "train.ema", "must be in [0, 1) (0 = off)", self.ema)
-        _require(self.lr_drop_epoch >= 0, "train.lr_drop_epoch", "must be >= 0", self.lr_drop_epoch)
-        _require(
-            0 < self.lr_drop_factor <= 1, "train.lr_drop_factor", "must be in (0, 1]", self.lr_drop_factor
-        )
-        _require(
-            0 <= self.warmup_fraction < 1, "train.warmup_fraction", "must be in [0, 1)", self.warmup_fraction
-        )
-        _require(
-            0 <= self.label_smoothing < 1, "train.label_smoothing", "must be in [0, 1)", self.label_smoothing
-        )
-        _require(self.epochs >= 1, "train.epochs", "must be >= 1", self.epochs)
-        _require(self.batch_size >= 1, "train.batch_size", "must be >= 1", self.batch_size)
-        _require(self.patience >= 1, "train.patience", "must be >= 1", self.patience)
-        _require(
-            self.steps_per_execution >= 1,
-            "train.steps_per_execution",
-            "must be >= 1",
-            self.steps_per_execution,
-        )
-        _require(self.threads >= 0, "train.threads", "must be >= 0 (0 = one per CPU core)", self.threads)
-        _require_choice("train.backend", self.backend, BACKENDS)
-
-
-Section = TypeVar("Section")
-
-
-def _require(ok: bool, key: str, rule: str, value: Any = dataclasses.MISSING) -> None:
-    if not ok:
-        got = "" if value is dataclasses.MISSING else f" (got {value!r})"
-        raise PipelineError(f"params.yaml: {key} {rule}{got}; fix it in params.yaml.")
+    @model_validator(mode="after")
+    def _weight_decay_needs_a_decoupled_optimizer(self) -> TrainParams:
+        """compile_model hands weight_decay only to adamw and sgd: with adam it would do nothing."""
+        if self.weight_decay and self.optimizer not in ("adamw", "sgd"):
+            raise PydanticCustomError(
+                "weight_decay_unused",
+                "applies only to optimizers adamw and sgd; set it to 0 or choose one of them",
+                {"field": "weight_decay", "value": self.weight_decay},
+            )
+        return self
 
 
 def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
@@ -291,89 +196,52 @@ def _yaml_fault(exc: yaml.YAMLError) -> str:
     return text
 
 
-def _require_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise PipelineError(
-            f"params.yaml: {key} is {value!r}, not one of the valid choices: {', '.join(choices)}."
-        )
-
-
 def load_seed(path: Path = PARAMS_FILE) -> int:
-    """The one top-level seed every random choice derives from."""
+    """The one top-level seed every random choice derives from; NumPy and TensorFlow need 32 bits."""
     data = read_params(path)
     if "seed" not in data:
         raise PipelineError(f"{path}: the top-level key 'seed' is missing; add e.g. 'seed: 42'.")
     seed = data["seed"]
-    if not _matches(seed, int) or not 0 <= seed < 2**32:
+    if type(seed) is not int or not 0 <= seed < 2**32:  # type(): YAML's `yes` is a bool, not 1
         raise PipelineError(f"{path}: seed must be an integer from 0 to 2**32 - 1 (got {seed!r}).")
     return seed
 
 
 def load_section(name: str, cls: type[Section], path: Path = PARAMS_FILE) -> Section:
-    """Read one section into its dataclass: unknown, missing or mistyped keys are errors."""
-    return _build(cls, read_params(path).get(name), name, path)
+    """Read one section into its class: unknown, missing or mistyped keys are errors."""
+    try:
+        return TypeAdapter(cls).validate_python(read_params(path).get(name))
+    except ValidationError as exc:
+        raise PipelineError(_one_line(exc, name, cls, path)) from None
 
 
-def _build(cls: type[Section], raw: Any, prefix: str, path: Path) -> Section:
-    """Fill `cls` from a mapping, recursing into nested dataclass fields (train.cnn, ...)."""
-    if not isinstance(raw, dict):
-        raise PipelineError(f"{path}: '{prefix}:' is missing or not a mapping.")
-    fields = [f.name for f in dataclasses.fields(cls)]
-    hints = typing.get_type_hints(cls)
-    for key in raw:
-        if key not in fields:
-            near = difflib.get_close_matches(str(key), fields, n=1)
-            guess = f"did you mean '{prefix}.{near[0]}'? " if near else ""
-            raise PipelineError(
-                f"{path}: unknown key '{prefix}.{key}'; {guess}valid keys: {', '.join(fields)}."
-            )
-    values = {}
-    for key in fields:
-        if key not in raw:
-            raise PipelineError(f"{path}: key '{prefix}.{key}' is missing; add it to params.yaml.")
-        value, hint = raw[key], hints[key]
-        if dataclasses.is_dataclass(hint):
-            values[key] = _build(hint, value, f"{prefix}.{key}", path)
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            raise PipelineError(f"{path}: {prefix}.{key} must be a finite number (got {value!r}).")
-        if not _matches(value, hint):
-            raise PipelineError(f"{path}: {prefix}.{key} must be {_describe(hint)} (got {value!r}).")
-        values[key] = float(value) if hint is float else value
-    section = cls(**values)
-    if hasattr(section, "check"):
-        section.check()
-    return section
+_UNKNOWN = ("unexpected_keyword_argument", "invalid_key")
 
 
-def _matches(value: Any, hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in typing.get_args(hint))
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        return isinstance(value, list) and all(_matches(v, item) for v in value)
-    if hint is type(None):
-        return value is None
-    if isinstance(value, bool):  # YAML 'yes' must not pass as 1
-        return hint is bool
-    if hint is float:
-        return isinstance(value, (int, float))
-    return isinstance(value, hint)
-
-
-def _plural(hint: Any) -> str:
-    return {int: "integers", float: "numbers", str: "strings"}.get(hint, "values")
-
-
-def _describe(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(hint))
-    if origin is list:
-        item = typing.get_args(hint)[0]
-        if typing.get_origin(item) is list:
-            return f"a list of lists of {_plural(typing.get_args(item)[0])}"
-        return f"a list of {_plural(item)}"
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
-    return names.get(hint, str(hint))
+def _one_line(exc: ValidationError, section: str, cls: type, path: Path) -> str:
+    """One error as one line that names the full key and what to do. An unknown key goes first:
+    a misspelt key is also a missing one, and the spelling is the fault to point at."""
+    error = min(exc.errors(include_url=False), key=lambda e: e["type"] not in _UNKNOWN)
+    ctx = error.get("ctx") or {}
+    loc = [*error["loc"], *([ctx["field"]] if "field" in ctx else [])]  # a cross-key rule names its key
+    key = ".".join(map(str, [section, *loc]))
+    owner = cls  # the section that holds loc[-1]
+    for part in loc[:-1]:
+        field = owner.__pydantic_fields__.get(part)
+        if field is None or not dataclasses.is_dataclass(field.annotation):
+            break
+        owner = field.annotation
+    if error["type"] in _UNKNOWN:
+        valid = [f.name for f in dataclasses.fields(owner)]
+        near = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        guess = f"did you mean '{key.rpartition('.')[0]}.{near[0]}'? " if near else ""
+        return f"{path}: unknown key '{key}'; {guess}valid keys: {', '.join(valid)}."
+    if error["type"] == "missing":
+        return f"{path}: key '{key}' is missing; add it to params.yaml."
+    if error["type"] == "dataclass_type":
+        return f"{path}: '{key}:' is missing or not a mapping."
+    rule = re.sub(r"^(Input|List) should", "should", error["msg"].replace(" after validation", ""))
+    field = owner.__pydantic_fields__.get(loc[-1])
+    hint = field.description if field else None
+    got = f"got {ctx.get('value', error['input'])!r}"
+    return f"{path}: {key} {rule} ({f'{hint}; ' if hint else ''}{got}); fix it in params.yaml."
