@@ -28,8 +28,9 @@ import keras
 import numpy as np
 
 GROUP = 64  # batches per compiled call at most: 32 gains nearly as much, 1 is Keras' own loop
-# Keras releases checked bit for bit against their own loop (tests/test_backend.py): from the
-# first, up to but not including the second. Widen it only after that test passes on the new one.
+# Keras releases the grouped steps run on: from the first, up to but not including the second.
+# 3.15.1 was checked bit for bit against Keras' own loop (tests/test_backend.py); later 3.15
+# patch releases are trusted to keep the internals. Widen it only after that test passes.
 TESTED_KERAS = ((3, 15, 1), (3, 16))
 
 
@@ -37,7 +38,7 @@ class KerasContractWarning(UserWarning):
     """The grouped steps are off: this Keras may not run them as it runs its own loop."""
 
 
-def contract_problem(model: keras.Model, version: str | None = None) -> str | None:
+def contract_problem(model: keras.Model) -> str | None:
     """What, in this Keras, differs from what GroupedSteps relies on; None if nothing does.
 
     The version range stands for what cannot be checked without training (that fit and
@@ -49,7 +50,7 @@ def contract_problem(model: keras.Model, version: str | None = None) -> str | No
     install_grouped_steps also checks that Keras keeps a function already set. Cheap: nothing
     is compiled or trained.
     """
-    version = keras.__version__ if version is None else version
+    version = keras.__version__
     numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:3])
     low, high = TESTED_KERAS
     if not low <= numbers < high:
