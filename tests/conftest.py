@@ -106,9 +106,8 @@ def write_params(folder: Path, changes: dict[str, object], base: Path = REPO_ROO
     return path
 
 
-# TensorFlow's C++ start-up log goes straight to file descriptor 2 whatever TF_CPP_MIN_LOG_LEVEL
-# says. fmnist_dvc.cuda_probe quiets the CPU-only CUDA probe; what a machine with CUDA may still
-# log is not ours, so the one-line checks look past it.
+# TensorFlow's C++ start-up log (CUDA probes) goes straight to file descriptor 2 whatever
+# TF_CPP_MIN_LOG_LEVEL says; it is not ours, so the one-line checks look past it.
 TF_STARTUP_LOG = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
     r"|[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] )"

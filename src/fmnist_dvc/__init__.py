@@ -2,13 +2,9 @@
 
 import os
 
-from fmnist_dvc import cuda_probe
-
-# TensorFlow's C++ start-up chatter (info lines) buries the stage output; warnings and errors
-# still show. Set before anything imports TensorFlow. Its CUDA probe ignores the level:
-# cuda_probe quiets that where there is no CUDA.
+# TensorFlow's C++ start-up chatter (CUDA probes on a CPU machine) buries the stage output;
+# warnings and errors still show. Set before anything imports TensorFlow.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-cuda_probe.install()
 
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top",
