@@ -12,7 +12,7 @@ export REV
 # DVC stages run `python ...`: make it the project's interpreter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro setup data test lint plots plots-diff exps report bench clean
+.PHONY: repro setup data test test-all lint plots plots-diff exps report bench clean
 
 repro: setup
 	dvc repro
@@ -79,7 +79,12 @@ bench: setup
 	dvc repro
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
-test: setup
+# The fast tier: no npm, Chromium, moto or network needed (tests that need one skip locally and
+# fail under CI=true). test-all adds the slow tier (tests/conftest.py, SLOW_MODULES).
+test: $(VENV)/.installed data
+	$(BIN)/python -m pytest -m "not slow"
+
+test-all: setup
 	$(BIN)/python -m pytest
 
 lint: setup

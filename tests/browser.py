@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import pytest
+from tests.conftest import require
 
 FLAGS = [
     "--headless",
@@ -24,8 +24,8 @@ FLAGS = [
 
 def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.fail("chromium not found; install it with 'apt-get install chromium' (.ci/run does)")
+    require(None if found else "chromium not found; install it with 'apt-get install chromium'")
+    assert found is not None
     return found
 
 

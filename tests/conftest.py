@@ -32,6 +32,16 @@ tf.config.threading.set_intra_op_parallelism_threads(
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
+def require(missing: str | None) -> None:
+    """A tool or package a test needs (npm, Chromium, moto...): `missing` says which is absent
+    and how to get it. Locally that is a skip with the reason; under CI=true, a failure."""
+    if missing is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(missing)
+    pytest.skip(missing)
+
+
 @pytest.fixture(scope="session")
 def debian_dir() -> Path:
     if not (DEBIAN_DIR / "train-images-idx3-ubyte.gz").is_file():
@@ -155,3 +165,22 @@ def snapshot(folder: Path) -> dict[str, bytes | None]:
     return {
         str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))
     }
+
+
+# The slow tier (`make test-all` runs it with the rest; `make test` leaves it out): whole-pipeline
+# runs under real DVC, remotes on loopback servers, kill-and-resume, the JAX backend, the
+# bad-input catalogue's stage runs, and the pages rendered in Chromium.
+SLOW_MODULES = {
+    "test_pipeline",
+    "test_collaboration",
+    "test_resume",
+    "test_backend",
+    "test_bad_input",
+    "test_offline_plots",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

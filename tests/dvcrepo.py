@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from fmnist_dvc.offline_plots import build_template
-from tests.conftest import REPO_ROOT, write_params
+from tests.conftest import REPO_ROOT, require, write_params
 
 BIN = Path(sys.executable).parent
 TEMPLATE = Path("build/plots-template.html")
@@ -68,6 +68,7 @@ def new_project(repo: Path) -> Path:
         (repo / TEMPLATE).parent.mkdir()
         shutil.copy2(REPO_ROOT / TEMPLATE, repo / TEMPLATE)
     else:
+        require(None if shutil.which("npm") else "npm not found; the plot template needs it (make setup)")
         build_template(repo / TEMPLATE)
     use_offline_template(repo)
     return repo

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import require
 from tests.dvcrepo import BIN, TEMPLATE, dvc, new_project, run, set_params, stages_run
 
 BUCKET = "fmnist-dvc"
@@ -50,11 +51,11 @@ server.stop()
 """
 
 
-def require(module: str) -> None:
+def require_module(module: str) -> None:
     try:
         importlib.import_module(module)
     except ImportError as exc:
-        pytest.fail(f"{module} is missing ({exc}): run pip install -e '.[dev]'")
+        require(f"{module} is missing ({exc}): run pip install -e '.[dev]'")
 
 
 def aws_env(endpoint: str, keys: dict[str, str], empty: Path) -> dict[str, str]:
@@ -151,7 +152,7 @@ def clone(origin: Path, dest: Path) -> Path:
 def s3_endpoint() -> Iterator[str]:
     """moto's S3-compatible server on a free loopback port, with the bucket of the s3 remote."""
     for module in ("moto.server", "boto3", "dvc_s3"):
-        require(module)
+        require_module(module)
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
@@ -168,7 +169,7 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def auth_s3_endpoint() -> Iterator[str]:
     """A second moto server, one that checks credentials; it holds the same bucket (empty)."""
-    require("moto.server")
+    require_module("moto.server")
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-c", AUTH_SERVER],
