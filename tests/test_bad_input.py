@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from fmnist_dvc.download import OFFICIAL_FILES
-from fmnist_dvc.idx import encode_idx, read_images, read_labels
+from fmnist_dvc.idx import read_images, read_labels
 from tests.catalogue import assert_catalogued_error, cases, message
-from tests.conftest import gzip_bytes, run_stage, snapshot
+from tests.conftest import encode_idx, gzip_bytes, run_stage, snapshot
 
 
 @pytest.fixture(scope="module")
