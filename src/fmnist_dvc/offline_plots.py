@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fmnist_dvc.atomic import atomic_write_text
-from fmnist_dvc.errors import PipelineError, run_stage
+from fmnist_dvc.errors import PipelineError, exit_code
 
 
 @dataclass(frozen=True)
@@ -139,11 +139,10 @@ def build_template(out: Path) -> Path:
     return out
 
 
-def main() -> None:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("build/plots-template.html")
+def main(out: Path = Path("build/plots-template.html")) -> None:
     build_template(out)
     print(f"wrote {out}: vega, vega-lite and vega-embed inline for offline 'dvc plots show/diff'")
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    sys.exit(exit_code(main, *(Path(arg) for arg in sys.argv[1:2])))
