@@ -140,7 +140,8 @@ def worker(kind: str, model_name: str, epochs: int, spe: int | None, backend: st
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             model = train(
-                params, seed, PREPARED, Path(tmp) / "m", Path(tmp) / "live", Path(tmp) / "snap", [clock]
+                params, seed, PREPARED, Path(tmp) / "m", Path(tmp) / "live",
+                snapshot_dir=Path(tmp) / "snap", extra_callbacks=[clock],
             )
             seconds = time.perf_counter() - start
     later = len(clock.starts) - 1  # the epochs after the first

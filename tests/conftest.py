@@ -169,8 +169,9 @@ def snapshot(folder: Path) -> dict[str, bytes | None]:
 
 # The slow tier (`make test-all` runs it with the rest; `make test` leaves it out): whole-pipeline
 # runs under real DVC, remotes on loopback servers, kill-and-resume, the JAX backend, the
-# bad-input catalogue's stage runs, and the pages rendered in Chromium.
+# bad-input catalogue's stage runs, predict on trained models and the pages rendered in Chromium.
 SLOW_MODULES = {
+    "test_predict",
     "test_pipeline",
     "test_collaboration",
     "test_resume",
