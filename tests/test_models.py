@@ -41,3 +41,18 @@ def test_flatten_head_keeps_positions_and_dense_layers_follow_dropout() -> None:
     )
     # conv 72 + BN 32 | conv 1,152 + BN 64 | Dense 3,136 x 32 + 32 | Dense 32 x 10 + 10
     assert model.count_params() == 72 + 32 + 1_152 + 64 + 3_136 * 32 + 32 + 330
+
+
+def test_pool_after_conv_moves_pooling_before_batch_norm_with_the_same_weights() -> None:
+    cnn = load_section("train", TrainParams, REPO_ROOT / "params.yaml").cnn
+    late = build_cnn(dataclasses.replace(cnn, blocks=[[8], [16, 16], [32]]))
+    early = build_cnn(dataclasses.replace(cnn, blocks=[[8], [16, 16], [32]], pool="after_conv"))
+    kinds = [type(layer).__name__ for layer in early.layers if type(layer).__name__ != "Reshape"]
+    assert kinds[:9] == [
+        "Conv2D", "MaxPooling2D", "BatchNormalization", "ReLU",
+        "Conv2D", "MaxPooling2D", "BatchNormalization", "ReLU", "Conv2D",
+    ]  # fmt: skip
+    # Block 2's second convolution runs at 7x7, not 14x14; the output and weights are the same.
+    assert early.layers[9].output.shape == (None, 7, 7, 16)
+    assert early.output_shape == late.output_shape
+    assert early.count_params() == late.count_params()

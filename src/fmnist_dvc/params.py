@@ -89,6 +89,7 @@ class CnnParams:
     dense_units: list[AtLeast1]
     dropout: Unit
     bn_momentum: Unit
+    pool: Literal["after_block", "after_conv"]
 
 
 @dataclass(frozen=True, config=_CONFIG)
