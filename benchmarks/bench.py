@@ -140,8 +140,13 @@ def worker(kind: str, model_name: str, epochs: int, spe: int | None, backend: st
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             model = train(
-                params, seed, PREPARED, Path(tmp) / "m", Path(tmp) / "live",
-                snapshot_dir=Path(tmp) / "snap", extra_callbacks=[clock],
+                params,
+                seed,
+                PREPARED,
+                Path(tmp) / "m",
+                Path(tmp) / "live",
+                snapshot_dir=Path(tmp) / "snap",
+                extra_callbacks=[clock],
             )
             seconds = time.perf_counter() - start
     later = len(clock.starts) - 1  # the epochs after the first
@@ -557,6 +562,8 @@ def _cpu_name() -> str:
 def table(r: dict) -> str:
     jax = f", JAX {r['jax']}" if "jax" in r else ""
     lines = [f"{r['date']}  {r['machine']}  TensorFlow {r['tensorflow']}{jax}", ""]
+    if "matmul" in r:
+        lines += [f"float32 2048x2048 matmul: {r['matmul']['gflops']:.1f} GFLOP/s (best of 5)", ""]
     lines.append(
         "| run | steady s/epoch | steady images/s | vs naive | whole call s/epoch | vs naive "
         "| test acc | weights | peak RSS |"

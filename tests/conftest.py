@@ -17,7 +17,6 @@ import tensorflow as tf
 import yaml
 
 from fmnist_dvc.download import download_all
-from fmnist_dvc.dvcyaml import load_dvc_yaml
 from fmnist_dvc.idx import UBYTE, read_pair
 from fmnist_dvc.prepare import prepare
 
@@ -124,9 +123,19 @@ TF_STARTUP_LOG = re.compile(
 )
 
 
+def resolved_dvc_yaml() -> dict:
+    """dvc.yaml's stages and plots as DVC reads them, `${paths.*}` filled in by DVC's own resolver."""
+    from dvc.dvcfile import load_file
+    from dvc.repo import Repo
+
+    with Repo(str(REPO_ROOT)) as repo:
+        resolver = load_file(repo, "dvc.yaml").resolver
+        return {**resolver.resolve(), "plots": resolver.resolve_plots()}
+
+
 def stage_args(stage: str) -> list[str]:
     """The paths dvc.yaml's `cmd:` passes to stages/<stage>.py (relative, as DVC runs it)."""
-    cmd = shlex.split(load_dvc_yaml(REPO_ROOT / "dvc.yaml")["stages"][stage]["cmd"])
+    cmd = shlex.split(resolved_dvc_yaml()["stages"][stage]["cmd"])
     return cmd[cmd.index(f"stages/{stage}.py") + 1 :]
 
 

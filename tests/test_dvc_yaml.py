@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fmnist_dvc.dvcyaml import load_dvc_yaml
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, resolved_dvc_yaml
 
-DVC_YAML = load_dvc_yaml(REPO_ROOT / "dvc.yaml")
-PIPELINE = DVC_YAML["stages"]
+PIPELINE = resolved_dvc_yaml()["stages"]
+PATHS = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["vars"][0]["paths"]
 DVC = str(Path(sys.executable).parent / "dvc")
 
 
@@ -65,7 +64,7 @@ def test_stage_gets_the_paths_dvc_tracks_as_arguments(stage: str) -> None:
     tracked = {path_of(p) for p in PIPELINE[stage]["deps"] + PIPELINE[stage]["outs"]}
     untracked = [arg for arg in cmd[3:] if arg not in tracked]
     # The resume snapshots are no output: DVC would delete them before the rerun that needs them.
-    assert untracked == ([DVC_YAML["vars"][0]["paths"]["resume"]] if stage == "train" else [])
+    assert untracked == ([PATHS["resume"]] if stage == "train" else [])
     script = (REPO_ROOT / f"stages/{stage}.py").read_text()
     assert 'Path("' not in script and "data/" not in script and "metrics/" not in script
 

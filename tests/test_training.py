@@ -8,7 +8,7 @@ import pytest
 from fmnist_dvc.model_io import load_model
 from fmnist_dvc.models import build_mlp
 from fmnist_dvc.params import TrainParams, load_section
-from fmnist_dvc.training import execution_steps, learning_rate, lr_schedule, train
+from fmnist_dvc.training import execution_steps, learning_rate, train
 from tests.conftest import REPO_ROOT, write_params
 
 SEED = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
@@ -41,12 +41,8 @@ def test_seed_mlp_has_the_exact_layers_and_308554_parameters() -> None:
 
 
 def test_learning_rate_drops_tenfold_from_epoch_15() -> None:
-    def lr(epoch: int) -> float:
-        return lr_schedule(epoch, SEED.learning_rate, SEED.lr_drop_epoch, SEED.lr_drop_factor)
-
-    assert lr(14) == pytest.approx(1e-3)
-    assert lr(15) == pytest.approx(1e-4)
-    assert lr(16) == pytest.approx(1e-4)
+    schedule = learning_rate(SEED, steps_per_epoch=10)  # 0-based epoch 15 starts at step 150
+    assert [float(schedule(step)) for step in (0, 149, 150, 399)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
 
 
 def _quick_params(**overrides: object) -> TrainParams:

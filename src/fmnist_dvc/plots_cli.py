@@ -19,9 +19,6 @@ import subprocess
 import sys
 import webbrowser
 
-import yaml
-
-from fmnist_dvc.dvcyaml import load_dvc_yaml
 from fmnist_dvc.errors import PipelineError, exit_code
 
 
@@ -59,9 +56,14 @@ def _remedy(rev: str | None) -> str:
 
 def _declared_files(plot_id: str) -> str:
     """The data file(s) dvc.yaml declares for a plot id, for errors DVC reports without one."""
+    from dvc.dvcfile import load_file
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
     try:
-        plots = load_dvc_yaml().get("plots") or []
-    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError):
+        with Repo() as repo:
+            plots = load_file(repo, "dvc.yaml").resolver.resolve_plots()
+    except (DvcException, OSError):
         return "its data"
     for entry in plots:
         if isinstance(entry, dict) and plot_id in entry:

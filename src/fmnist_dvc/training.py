@@ -8,7 +8,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
 import keras
@@ -58,19 +57,23 @@ def set_threads(threads: int) -> None:
         ) from None
 
 
-def lr_schedule(epoch: int, base_lr: float, drop_epoch: int, drop_factor: float) -> float:
-    """Step schedule: `base_lr` for epochs 0..drop_epoch-1 (0-based), then base_lr*drop_factor."""
-    return base_lr if epoch < drop_epoch else base_lr * drop_factor
-
-
 def learning_rate(
     params: TrainParams, steps_per_epoch: int
-) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """The optimizer's learning rate: a constant for the step schedule (a callback changes it
-    per epoch), or a per-step schedule: one-cycle (linear warm-up from 1/25 of the peak over
-    `warmup_fraction` of all steps, then cosine down to 0) or plain cosine decay."""
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The optimizer's per-step learning rate (a resumed run picks it up from the step count).
+
+    - step: `learning_rate` for epochs 0..lr_drop_epoch-1 (0-based), then x `lr_drop_factor`;
+    - one_cycle: linear warm-up from 1/25 of the peak over `warmup_fraction` of all steps,
+      then cosine down to 0;
+    - cosine: cosine decay from the peak to 0.
+    """
     if params.schedule == "step":
-        return params.learning_rate
+        # PiecewiseConstantDecay keeps values[0] while step <= boundary: the last step of the
+        # epoch before the drop is the boundary.
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
+            [params.lr_drop_epoch * steps_per_epoch - 1],
+            [params.learning_rate, params.learning_rate * params.lr_drop_factor],
+        )
     total = params.epochs * steps_per_epoch
     if params.schedule == "one_cycle":
         warmup = int(total * params.warmup_fraction)
@@ -115,11 +118,7 @@ def execution_steps(steps_per_epoch: int, limit: int) -> int:
 
 
 class LogLearningRate(keras.callbacks.Callback):
-    """Put the learning rate each epoch started with in its logs (dvclive plots it).
-
-    Read at the start of the epoch, after LearningRateScheduler set it: the step schedule's
-    rate for that epoch, or where a per-step schedule (one-cycle, cosine) began the epoch.
-    """
+    """Put the learning rate each epoch started with in its logs (dvclive plots it)."""
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
@@ -203,14 +202,6 @@ def train(
             x_train, y_train, params.batch_size, seed, end_epoch, first_epoch, params.augment
         )
         callbacks: list[keras.callbacks.Callback] = []
-        if params.schedule == "step":
-            schedule = partial(
-                lr_schedule,
-                base_lr=params.learning_rate,
-                drop_epoch=params.lr_drop_epoch,
-                drop_factor=params.lr_drop_factor,
-            )
-            callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, _lr: schedule(epoch)))
         if params.ema:
             # Validation, early stopping and the snapshot see the averaged weights, and the
             # saved model holds them (Keras swaps them in at each epoch's end).
