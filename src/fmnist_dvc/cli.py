@@ -1,7 +1,9 @@
-"""The `fmnist` command: classify clothing images with the trained model.
+"""The `fmnist` command: classify clothing images with the trained model, sweep experiments on Ray.
 
     fmnist predict PATH... [--model models/model.keras] [--top-k 3] [--csv FILE] [--invert auto|yes|no]
                    [--tta none|flip|flip_translate]
+    fmnist sweep -S KEY=V1,V2 [-S ...] [--preset presets/X.yaml] [--address HOST:PORT]
+                 [--cpus-per-trial 2] [--name PREFIX]
 
 PATH may be image files (PNG, JPEG, ...), IDX or NPY batches of 28x28 images, or directories
 of them. A file that cannot be read gets one `error:` line; the others are still classified,
@@ -102,7 +104,21 @@ def main(argv: list[str] | None = None) -> int:
         default="none",
         help="test-time augmentation: average over the mirror image (flip) and 1-px shifts (flip_translate)",
     )
-    return exit_code(predict_command, parser.parse_args(argv))
+    sweep = sub.add_parser("sweep", help="run a grid of DVC experiments on a Ray cluster (docs/scaling.md)")
+    sweep.add_argument(
+        "-S", "--set-param", action="append", default=[], dest="overrides", metavar="KEY=VALUES",
+        help="as in dvc exp run: 'seed=1,2,3' makes three trials; several -S make a grid",
+    )  # fmt: skip
+    sweep.add_argument("--preset", type=Path, help="a presets/*.yaml applied to every trial")
+    sweep.add_argument("--address", help="a running Ray cluster (HOST:PORT); default: Ray on this machine")
+    sweep.add_argument("--cpus-per-trial", type=float, default=2, help="CPU cores Ray reserves per trial")
+    sweep.add_argument("--name", help="experiment name prefix (default: sweep-MMDD-HHMMSS)")
+    args = parser.parse_args(argv)
+    if args.command == "sweep":
+        from fmnist_dvc.sweep import sweep as run_sweep
+
+        return exit_code(run_sweep, args.overrides, args.preset, args.address, args.cpus_per_trial, args.name)
+    return exit_code(predict_command, args)
 
 
 if __name__ == "__main__":

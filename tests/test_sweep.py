@@ -1,0 +1,218 @@
+"""`fmnist sweep` on a real Ray cluster: a head and a worker node, each with its own raylet
+process (Ray's own `ray.cluster_utils.Cluster`), on 127.0.0.1 only; a bare git repository as
+the git remote and a directory as the DVC remote. Each trial is a real `dvc exp run` of the
+real pipeline on a small real subset.
+
+One module-scoped fixture runs the sweeps in order and records what they printed; the tests
+check the records. Ray stops every process of the cluster by its id (remove_node, shutdown).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require
+from tests.dvcrepo import BIN, dvc, new_project, run, set_params
+
+pytestmark = pytest.mark.slow
+
+
+def ray_env() -> dict[str, str]:
+    return {
+        "RAY_AUTH_MODE": "disabled",  # loopback only; a real cluster would use Ray's token
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # Ray's switch for clusters on one machine: node addresses (and every server's bind
+        # address) stay 127.0.0.1 instead of the machine's network address.
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        # Notice a killed node within seconds (Ray's default waits about half a minute).
+        "RAY_health_check_period_ms": "1000",
+        "RAY_health_check_failure_threshold": "3",
+        "RAY_health_check_initial_delay_ms": "1000",
+    }
+
+
+def listening_addresses() -> set[str]:
+    """host:port of every listening TCP socket on the machine."""
+    out = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout
+    return {line.split()[3] for line in out.splitlines()}
+
+
+def sweep(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        [str(BIN / "fmnist"), "sweep", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=1200
+    )
+
+
+def exp_file(repo: Path, name: str, path: str) -> bytes:
+    """A git-tracked file as the experiment NAME committed it."""
+    refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], repo).stdout.split()
+    ref = next(r for r in refs if r.endswith(f"/{name}"))
+    return subprocess.run(["git", "show", f"{ref}:{path}"], cwd=repo, capture_output=True, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory, debian_dir: Path) -> Iterator[dict]:
+    """Refusals, then on a two-node cluster: a grid whose worker node is killed mid-trial and
+    a grid with one invalid value; then the same experiments run locally by `dvc exp run`."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in ray_env().items():
+            mp.setenv(key, value)  # before Ray is imported: it reads them once
+        mp.setenv("GIT_AUTHOR_NAME", "test")
+        mp.setenv("GIT_AUTHOR_EMAIL", "test@example.com")
+        mp.setenv("GIT_COMMITTER_NAME", "test")
+        mp.setenv("GIT_COMMITTER_EMAIL", "test@example.com")
+        try:
+            from ray.cluster_utils import Cluster
+        except ImportError:
+            require("ray is missing: run pip install -e '.[dev]'")
+        yield _sweeps(tmp_path_factory.mktemp("sweep"), Cluster)
+
+
+def _sweeps(root: Path, cluster_class: type) -> dict:
+    record: dict = {"root": root}
+    origin, storage, repo = root / "origin.git", root / "storage", root / "repo"
+    run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], root)
+    new_project(repo)
+    set_params(repo, {"preprocess.train_limit": 1000, "train.epochs": 1, "train.batch_size": 64})
+    run(["git", "init", "-q", "-b", "main"], repo)
+    dvc("remote", "add", "-d", "shared", str(storage), cwd=repo)  # absolute: every worker sees it
+    run(["git", "remote", "add", "origin", str(origin)], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "small runs"], repo)
+    run(["git", "push", "-q", "origin", "main"], repo)
+    record["repo"] = repo
+
+    # Refusals first: they need no cluster.
+    other = root / "other"
+    run(["git", "clone", "-q", str(origin), str(other)], root)
+    (other / "params.yaml").write_text((other / "params.yaml").read_text() + "\n")
+    record["dirty"] = sweep(other, "-S", "seed=1,2")
+    run(["git", "checkout", "-q", "params.yaml"], other)
+    dvc("remote", "add", "-d", "--local", "mine", str(root / "mine"), cwd=other)
+    record["local_only_remote"] = sweep(other, "-S", "seed=1,2")
+    dvc("remote", "remove", "--local", "mine", cwd=other)
+    dvc("remote", "default", "local", cwd=other)  # the project's own: ../../fmnist-dvc-storage
+    run(["git", "commit", "-qam", "relative remote"], other)
+    record["unpushed_commit"] = sweep(other, "-S", "seed=1,2")
+    run(["git", "push", "-q", "origin", "HEAD:relative"], other)
+    run(["git", "fetch", "-q", "origin"], other)
+    record["relative_remote"] = sweep(other, "-S", "seed=1,2")
+    run(["git", "remote", "remove", "origin"], other)
+    record["no_remote"] = sweep(other, "-S", "seed=1,2")
+
+    # A head and a worker node, each a raylet process of its own, on 127.0.0.1.
+    grid = f"g{os.getpid()}"  # the trials' scratch clones are /tmp/fmnist-sweep-<name>-*
+    cluster = cluster_class(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        worker = cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        record["listening"] = listening_addresses()
+        address = cluster.address
+        proc = subprocess.Popen(
+            [str(BIN / "fmnist"), "sweep", "-S", "seed=1,2", "--address", address, "--cpus-per-trial", "1",
+             "--name", grid],
+            cwd=repo, env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        record["killed_worker"] = False
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            if len(glob.glob(f"/tmp/fmnist-sweep-{grid}-*")) >= 2:  # both nodes busy
+                time.sleep(3)
+                cluster.remove_node(worker, allow_graceful=False)  # kills its processes by id
+                record["killed_worker"] = True
+                break
+            time.sleep(0.5)
+        out, err = proc.communicate(timeout=1200)
+        record["grid"] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        record["grid_name"] = grid
+        # One valid trial (its stages come from the run cache) and one invalid value.
+        record["bad"] = sweep(
+            repo, "-S", "train.epochs=1,0", "-S", "seed=1", "--address", address, "--cpus-per-trial", "1",
+            "--name", "bad",
+        )  # fmt: skip
+    finally:
+        cluster.shutdown()
+        for leftover in glob.glob(f"/tmp/fmnist-sweep-{grid}-*"):  # the killed trial's clone
+            shutil.rmtree(leftover, ignore_errors=True)
+
+    # The same two experiments run locally by DVC, for comparison.
+    for seed in (1, 2):
+        dvc("exp", "run", "-n", f"local-{seed}", "-S", f"seed={seed}", cwd=repo)
+    record["show"] = json.loads(dvc("exp", "show", "--json", cwd=repo).stdout)
+    return record
+
+
+def test_the_cluster_listens_on_loopback_only(swept: dict) -> None:
+    ray_ports = {a for a in swept["listening"] if not a.endswith(":2024")}
+    assert ray_ports and all("127.0.0.1" in a for a in ray_ports), sorted(ray_ports)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("dirty", "uncommitted changes to params.yaml would not reach the trials"),
+        ("local_only_remote", "DVC remote 'mine' is not in .dvc/config, the only DVC config a clone gets"),
+        ("unpushed_commit", "is not on the git remote 'origin', where the workers fetch it"),
+        ("relative_remote", "DVC remote 'local' is the relative path '../../fmnist-dvc-storage'"),
+        ("no_remote", "this repository has no git remote"),
+    ],
+)
+def test_refuses_what_the_workers_could_not_see_with_one_line(swept: dict, case: str, message: str) -> None:
+    proc = swept[case]
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
+
+
+def test_grid_survives_a_killed_worker_and_matches_local_runs_byte_for_byte(swept: dict) -> None:
+    grid = swept["grid"]
+    assert swept["killed_worker"], "the worker node was never busy with a trial"
+    assert grid.returncode == 0, grid.stderr[-3000:]
+    repo = swept["repo"]
+    grid_name = swept["grid_name"]
+    for seed in (1, 2):
+        sweep_metrics = exp_file(repo, f"{grid_name}-{seed}", "metrics/evaluate.json")
+        local_metrics = exp_file(repo, f"local-{seed}", "metrics/evaluate.json")
+        assert sweep_metrics == local_metrics
+    scores = [exp_file(repo, f"{grid_name}-{seed}", "metrics/evaluate.json") for seed in (1, 2)]
+    assert scores[0] != scores[1]  # the seed reached each trial
+    table = [line for line in grid.stdout.splitlines() if line.startswith(f"| {grid_name}-")]
+    assert len(table) == 2
+    accuracies = [float(line.split("|")[3]) for line in table]
+    assert accuracies == sorted(accuracies, reverse=True)
+    assert "trials" in grid.stderr  # the progress bar
+
+
+def test_exp_show_lists_every_trial_with_its_params(swept: dict) -> None:
+    names = {}
+    for rev in swept["show"]:
+        for exp in rev.get("experiments") or []:
+            for run_ in exp.get("revs") or []:
+                name = run_.get("name")
+                data = run_.get("data") or {}
+                if name:
+                    names[name] = data
+    grid_name = swept["grid_name"]
+    for name, seed in ((f"{grid_name}-1", 1), (f"{grid_name}-2", 2), ("bad-1", 1)):
+        assert name in names, sorted(names)
+        assert names[name]["params"]["params.yaml"]["data"]["seed"] == seed
+
+
+def test_a_bad_value_fails_its_trial_alone_with_one_line(swept: dict) -> None:
+    bad = swept["bad"]
+    assert bad.returncode == 1
+    failed = [line for line in bad.stderr.splitlines() if "bad-2: failed:" in line]
+    assert len(failed) == 1 and "train.epochs" in failed[0], bad.stderr[-3000:]
+    assert any(line.startswith("| bad-1 |") for line in bad.stdout.splitlines())
+    assert "1 of 2 trials failed" in bad.stderr
