@@ -23,7 +23,7 @@ from typing import Any
 
 from fmnist_dvc.errors import PipelineError
 from fmnist_dvc.plots_cli import dvc_executable
-from fmnist_dvc.presets import set_args
+from fmnist_dvc.presets import flatten, set_args
 
 LOOPBACK = "127.0.0.1"
 SHOWN = ("test.accuracy", "test.tta_accuracy", "train.seconds")
@@ -172,17 +172,10 @@ def _flat_metrics(show_json: str) -> dict[str, float]:
     except json.JSONDecodeError:
         return {}
     flat: dict[str, float] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}.{key}" if prefix else key)
-        elif isinstance(node, (int, float)):
-            flat[prefix] = node
-
     for rev in data.values():
         for metrics in (rev.get("data") or {}).values():
-            walk(metrics.get("data") or {}, "")
+            values = flatten(metrics.get("data") or {})
+            flat.update({k: v for k, v in values.items() if isinstance(v, (int, float))})
     return flat
 
 
@@ -256,7 +249,9 @@ def _run_on_ray(trials: list[Trial], git_url: str, commit: str, address: str | N
                 if trial.result.get("ok"):
                     acc = trial.result["metrics"].get("test.accuracy")
                     tqdm.write(
-                        f"{trial.name}: test accuracy {acc} ({' '.join(trial.overrides)})", file=sys.stderr
+                        f"{trial.name}: test accuracy {acc} on {trial.result['host']} "
+                        f"({' '.join(trial.overrides)})",
+                        file=sys.stderr,
                     )
                 else:
                     failed += 1
