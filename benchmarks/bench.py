@@ -1,12 +1,12 @@
 """Time the project's training against a naive seed-style loop, and the pipeline's other costs.
 
     python benchmarks/bench.py [--epochs 4] [--cnn-epochs 3] [--no-cnn] [--no-jax] [--json FILE]
-                               [--only NAME ...] [--repeat N]
+                               [--only NAME ...] [--repeat N] [--data DIR]
 
-Needs data/raw and data/prepared (`dvc repro preprocess`) and, for the evaluate timing,
-models/model.keras (`dvc repro`). Each measurement runs in a process of its own, so each
-pays its own TensorFlow import and reports its own peak RSS. Run it on a quiet machine:
-it measures whatever else is running too.
+Needs data/raw and data/prepared (`dvc repro preprocess`, or `--data DIR` holding both) and,
+for the evaluate timing, models/model.keras (`dvc repro`). Each measurement runs in a process
+of its own, so each pays its own TensorFlow import and reports its own peak RSS. Run it on a
+quiet machine: it measures whatever else is running too.
 
 (a) naive: what the seed code does - the whole set as float32 NumPy arrays, one-hot labels,
     `model.fit(x, y, batch_size=32, validation_data=...)`, default settings.
@@ -44,7 +44,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PREPARED, RAW, MODEL = ROOT / "data/prepared", ROOT / "data/raw", ROOT / "models/model.keras"
+# --data DIR (the workers inherit it through the environment): another raw/ + prepared/ pair.
+DATA = Path(os.environ.get("FMNIST_BENCH_DATA", ROOT / "data"))
+PREPARED, RAW, MODEL = DATA / "prepared", DATA / "raw", ROOT / "models/model.keras"
 # Forward + backward multiply-adds of the seed MLP per image, x2 for FLOPs, x3 for fwd+bwd.
 MLP_FLOP_PER_IMAGE = 3 * 2 * (784 * 256 + 256 * 256 + 256 * 128 + 128 * 64 + 64 * 10)
 
@@ -119,7 +121,7 @@ def worker(kind: str, model_name: str, epochs: int, spe: int | None, backend: st
         keras.utils.set_random_seed(seed)
         x, y = load_split(PREPARED, "train")
         xv, yv = load_split(PREPARED, "val")
-        x, xv = x.astype("float32") / 255, xv.astype("float32") / 255
+        x, xv = x.astype("float32"), xv.astype("float32")  # the model scales the pixels
         y, yv = keras.utils.to_categorical(y, 10), keras.utils.to_categorical(yv, 10)
         model = build_model(params)
         naive = dataclasses.replace(params, steps_per_execution=1)
@@ -271,6 +273,12 @@ def bare_project(path: Path) -> Path:
     return path
 
 
+def _use_data(folder: Path) -> None:
+    global PREPARED, RAW
+    os.environ["FMNIST_BENCH_DATA"] = str(folder.resolve())
+    PREPARED, RAW = folder / "prepared", folder / "raw"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4, help="MLP epochs per timed run")
@@ -280,6 +288,7 @@ def main() -> int:
     parser.add_argument("--no-cnn", action="store_true")
     parser.add_argument("--no-jax", action="store_true", help="skip the JAX runs")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results.json")
+    parser.add_argument("--data", type=Path, help="a folder with raw/ and prepared/ (default: data/)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these steps (e.g. predict)")
     parser.add_argument(
         "--repeat",
@@ -306,8 +315,10 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
+    if args.data:
+        _use_data(args.data)
     if not (PREPARED / "train_images.npy").is_file():
-        raise SystemExit("bench: data/prepared is missing; run 'dvc repro preprocess' first.")
+        raise SystemExit(f"bench: {PREPARED} is missing; run 'dvc repro preprocess' first.")
     results: dict = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{_cpu_name()}, {os.cpu_count()} cores, {platform.platform()}",
@@ -570,24 +581,24 @@ def table(r: dict) -> str:
     )
     lines.append("|---|---|---|---|---|---|---|---|---|")
     for model in ("mlp", "cnn"):
-        naive = r.get(f"{model} naive")
-        if naive is None:
-            continue
+        naive = r.get(f"{model} naive") or {}  # without it (--only), the "vs naive" cells stay empty
         for name in (f"{model} naive", f"{model} project", f"{model} project spe=1", f"{model} project jax"):
             run = r.get(name)
             if run is None:
                 continue
             steady, base = run.get("steady_seconds_per_epoch"), naive.get("steady_seconds_per_epoch")
-            if steady and base:
-                rate = run["images_per_epoch"] / steady
-                steady_cells = f"{steady:.2f} | {rate:,.0f} | {base / steady:.2f}x"
-            else:
-                steady_cells = "- | - | -"
-            whole, whole_naive = run["seconds"] / run["epochs"], naive["seconds"] / naive["epochs"]
+            steady_cells = (
+                f"{steady:.2f} | {run['images_per_epoch'] / steady:,.0f} | "
+                + (f"{base / steady:.2f}x" if base else "-")
+                if steady
+                else "- | - | -"
+            )
+            whole = run["seconds"] / run["epochs"]
+            versus = f"{naive['seconds'] / naive['epochs'] / whole:.2f}x" if naive else "-"
             same = "" if name.endswith("naive") else run["digest"]
             lines.append(
                 f"| {name} ({run['backend']}, spe {run['steps_per_execution']}) | {steady_cells} | "
-                f"{whole:.2f} | {whole_naive / whole:.2f}x | "
+                f"{whole:.2f} | {versus} | "
                 f"{run['test_accuracy']:.4f} | {same} | {run.get('peak_rss_mb', 0):.0f} MB |"
             )
     spe1, fast = r.get("mlp project spe=1"), r.get("mlp project")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import yaml
 
 from fmnist_dvc.download import download_all
@@ -23,8 +22,9 @@ from fmnist_dvc.prepare import prepare
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # params.yaml's train.threads. TensorFlow fixes the count at its first op, and test modules
-# may run one as they are collected, so set it here, before any of them is imported.
-tf.config.threading.set_intra_op_parallelism_threads(
+# may run one as they are collected, so hand it over before any of them imports TensorFlow
+# (read once, at TensorFlow's start; conftest itself does not load it).
+os.environ["TF_NUM_INTRAOP_THREADS"] = str(
     yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["train"]["threads"]
 )
 

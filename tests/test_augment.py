@@ -19,7 +19,7 @@ SEED = tf.constant([7, 11], tf.int64)
 @pytest.fixture(scope="module")
 def batch(small_raw_dir: Path) -> tf.Tensor:
     images, _ = read_pair(small_raw_dir / "t10k-images-idx3-ubyte", small_raw_dir / "t10k-labels-idx1-ubyte")
-    return tf.constant(images[:64], tf.float32) / 255.0
+    return tf.constant(images[:64], tf.float32)  # pixel values 0-255, as the input pipeline gives them
 
 
 def test_flip_mirrors_about_half_and_leaves_the_rest(batch: tf.Tensor) -> None:
@@ -57,7 +57,7 @@ def test_erase_blacks_out_one_square_on_about_half(batch: tf.Tensor) -> None:
 
 def test_zoom_keeps_shape_and_range(batch: tf.Tensor) -> None:
     out = random_zoom(batch, SEED, 0.2).numpy()
-    assert out.shape == (64, 28, 28) and out.min() >= 0 and out.max() <= 1.0 + 1e-6
+    assert out.shape == (64, 28, 28) and out.min() >= 0 and out.max() <= 255 * (1 + 1e-6)
     assert not np.allclose(out, batch.numpy())
 
 
@@ -83,7 +83,7 @@ def test_only_training_batches_are_augmented(small_raw_dir: Path, tmp_path: Path
         "train", TrainParams, write_params(tmp_path, {"train.augment.flip.enabled": True})
     ).augment
     plain = np.concatenate([x for x, _ in make_dataset(images, labels, 100).as_numpy_iterator()])
-    assert np.array_equal(plain, images / np.float32(255))  # evaluation data: untouched, in order
+    assert np.array_equal(plain, images.astype(np.float32))  # evaluation data: untouched, in order
 
     def epochs(first: int = 0, augment: AugmentParams | None = augment) -> list[list[np.ndarray]]:
         ds = make_training_dataset(images, labels, 100, seed=1, epochs=2, first_epoch=first, augment=augment)
@@ -93,7 +93,7 @@ def test_only_training_batches_are_augmented(small_raw_dir: Path, tmp_path: Path
 
     epoch1, epoch2 = epochs()
     assert len(epoch1) == len(epoch2) == batches_per_epoch(len(labels), 100)
-    ink = np.rint(np.concatenate(epoch1) * 255).astype(np.int64).sum(axis=(1, 2))  # a flip keeps it
+    ink = np.concatenate(epoch1).astype(np.int64).sum(axis=(1, 2))  # a flip keeps it
     assert np.array_equal(np.sort(ink), np.sort(images.astype(np.int64).sum(axis=(1, 2))))  # each image once
     assert all(np.array_equal(a, b) for a, b in zip(epoch1, epochs()[0], strict=True))  # same seed, same
     assert all(np.array_equal(a, b) for a, b in zip(epoch2, epochs(first=1)[0], strict=True))  # resumable
@@ -137,7 +137,7 @@ def test_loading_a_chunk_at_a_time_gives_the_batches_of_one_at_a_time(
     # Keras reads the batch count of validation data; an unknown one made it warn of running out.
     assert make_dataset(images, labels, batch_size).cardinality() == len(evaluation)
     assert [len(y) for _, y in evaluation] == [len(y) for _, y in chunked[: len(evaluation)]]
-    assert np.array_equal(np.concatenate([x for x, _ in evaluation]), images / np.float32(255))
+    assert np.array_equal(np.concatenate([x for x, _ in evaluation]), images.astype(np.float32))
     assert np.array_equal(np.concatenate([y for _, y in evaluation]).argmax(axis=1), labels)
     # The arrays Keras on JAX validates on hold the same values, bit for bit.
     x_all, y_all = as_arrays(images, labels)

@@ -123,7 +123,7 @@ def test_jax_backend_trains_reproducibly_resumes_and_its_model_loads_in_tensorfl
     # predicts what JAX predicted, up to float rounding.
     model = load_model(tmp_path / "a" / "out" / "models" / "model.keras")
     x, _ = load_split(prepared, "test")
-    tf_probs = model.predict(x.astype("float32") / 255, verbose=0)
+    tf_probs = model.predict(x.astype("float32"), verbose=0)
     np.testing.assert_allclose(tf_probs, np.load(tmp_path / "a" / "predictions.npy"), atol=1e-5)
 
     # And it really is another backend: the same run (same params file, seed and data) with only

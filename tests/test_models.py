@@ -1,8 +1,9 @@
 import dataclasses
 
 import keras
+import numpy as np
 
-from fmnist_dvc.models import build_cnn, build_model
+from fmnist_dvc.models import build_cnn, build_model, pixel_scaling
 from fmnist_dvc.params import TrainParams, load_section
 from tests.conftest import REPO_ROOT
 
@@ -47,12 +48,20 @@ def test_pool_after_conv_moves_pooling_before_batch_norm_with_the_same_weights()
     cnn = load_section("train", TrainParams, REPO_ROOT / "params.yaml").cnn
     late = build_cnn(dataclasses.replace(cnn, blocks=[[8], [16, 16], [32]]))
     early = build_cnn(dataclasses.replace(cnn, blocks=[[8], [16, 16], [32]], pool="after_conv"))
-    kinds = [type(layer).__name__ for layer in early.layers if type(layer).__name__ != "Reshape"]
+    kinds = [type(layer).__name__ for layer in early.layers[2:]]  # after the scaling and Reshape
     assert kinds[:9] == [
         "Conv2D", "MaxPooling2D", "BatchNormalization", "ReLU",
         "Conv2D", "MaxPooling2D", "BatchNormalization", "ReLU", "Conv2D",
     ]  # fmt: skip
     # Block 2's second convolution runs at 7x7, not 14x14; the output and weights are the same.
-    assert early.layers[9].output.shape == (None, 7, 7, 16)
+    assert early.layers[10].output.shape == (None, 7, 7, 16)
     assert early.output_shape == late.output_shape
     assert early.count_params() == late.count_params()
+
+
+def test_models_take_raw_pixels_and_scale_them_exactly_as_division_by_255() -> None:
+    params = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
+    pixels = np.arange(256, dtype=np.float32).reshape(1, 16, 16)
+    assert np.asarray(pixel_scaling()(pixels)).tobytes() == (pixels / np.float32(255)).tobytes()
+    for model in (build_model(params), build_model(dataclasses.replace(params, model="cnn"))):
+        assert isinstance(model.layers[0], keras.layers.Normalization) and not model.layers[0].weights

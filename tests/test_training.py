@@ -22,6 +22,7 @@ def test_seed_mlp_has_the_exact_layers_and_308554_parameters() -> None:
         for layer in model.layers
     ]
     assert kinds == [
+        ("Normalization", None),  # pixels / 255 (models.pixel_scaling)
         ("Flatten", None),
         ("Dense", 256),
         ("Dropout", 0.2),

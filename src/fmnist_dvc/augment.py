@@ -2,8 +2,9 @@
 
 Every op is stateless and takes its randomness from a per-batch seed pair, and those pairs
 come from a seeded `Dataset.random`: the same params.yaml seed gives the same augmented
-batches on every run, different ones each epoch. Images are float32 [batch, 28, 28] in [0, 1];
-the background is black (0), so whatever an op uncovers is filled with 0.
+batches on every run, different ones each epoch. Images are float32 [batch, 28, 28] of pixel
+values 0-255 (the model scales them); the background is black (0), so whatever an op uncovers
+is filled with 0.
 """
 
 from __future__ import annotations

@@ -32,14 +32,14 @@ BATCH = 256
 
 
 def classify(model: object, pixels: np.ndarray, progress: bool = False, tta: str = "none") -> np.ndarray:
-    """Class probabilities for (n, 28, 28) uint8 images, scaled as in training; with `tta`,
+    """Class probabilities for (n, 28, 28) uint8 images (the model scales them); with `tta`,
     averaged over mirrored (and shifted) views as the evaluate stage does."""
 
     def predict(images: np.ndarray) -> np.ndarray:
         batches = range(0, len(images), BATCH)
         out = []
         for start in tqdm(batches, desc="classifying", unit="batch", disable=not progress, file=sys.stderr):
-            x = images[start : start + BATCH].astype(np.float32) / np.float32(255)
+            x = images[start : start + BATCH].astype(np.float32)
             out.append(np.asarray(model.predict_on_batch(x)))
         return np.concatenate(out)
 

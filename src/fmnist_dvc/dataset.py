@@ -12,19 +12,20 @@ from fmnist_dvc import NUM_CLASSES
 from fmnist_dvc.augment import augment_batch
 from fmnist_dvc.params import AugmentParams
 
-# Images gathered and scaled per call of the input pipeline, then cut into batches. At batch 32
+# Images gathered and converted per call of the input pipeline, then cut into batches. At batch 32
 # a tf.data call per batch costs more than the conversion itself (README, "Performance").
 CHUNK_IMAGES = 2048
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    """Batches of (float32 in [0, 1], one-hot) in file order, for validation and evaluation.
+    """Batches of (float32 pixel values 0-255, one-hot) in file order, for validation and evaluation.
 
-    Scaling chunk by chunk avoids a float32 copy of the whole set (188 MB for 60k images).
+    The model scales the pixels itself (models.pixel_scaling). Converting chunk by chunk
+    avoids a float32 copy of the whole set (188 MB for 60k images).
     """
     chunk = _chunk_batches(batch_size)
     ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size * chunk)
-    ds = ds.map(_scale_and_encode).rebatch(batch_size)
+    ds = ds.map(_cast_and_encode).rebatch(batch_size)
     # rebatch hides the batch count, and Keras would warn that the data ran out early.
     ds = ds.apply(tf.data.experimental.assert_cardinality(batches_per_epoch(len(labels), batch_size)))
     return _lean(ds.prefetch(chunk))
@@ -36,7 +37,7 @@ def as_arrays(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     For the validation split on JAX (6,000 images, 19 MB): Keras slices arrays into batches
     itself, where a dataset costs an eager TensorFlow call per batch.
     """
-    x, y = _scale_and_encode(tf.constant(images), tf.constant(labels))
+    x, y = _cast_and_encode(tf.constant(images), tf.constant(labels))
     return x.numpy(), y.numpy()
 
 
@@ -83,7 +84,7 @@ def make_training_dataset(
         )
 
     def gather(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return _scale_and_encode(tf.gather(images_t, idx), tf.gather(labels_t, idx))
+        return _cast_and_encode(tf.gather(images_t, idx), tf.gather(labels_t, idx))
 
     def load_augmented(idx: tf.Tensor, batch_key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         x, y = gather(idx)
@@ -92,7 +93,7 @@ def make_training_dataset(
     ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
     if not augmented:
         return _lean(ds.prefetch(chunk))
-    return ds.map(load_augmented, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return _lean(ds.map(load_augmented).prefetch(2))
 
 
 def numpy_batches(ds: tf.data.Dataset, group: int = 64) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -118,13 +119,14 @@ def _chunk_batches(batch_size: int) -> int:
 
 
 def _lean(ds: tf.data.Dataset) -> tf.data.Dataset:
-    """One tf.data thread and no autotuning: the pipeline is a few large ops per chunk, and on
-    two cores tf.data's own threads and tuning take time from the training step."""
+    """One tf.data thread and no autotuning: the pipeline is a few cheap ops per batch, and on
+    two cores tf.data's own threads and tuning take time from the training step (with autotuned
+    parallel augmentation a cnn-fast step took 205 ms, without 134 ms: docs/performance.md)."""
     options = tf.data.Options()
     options.autotune.enabled = False
     options.threading.private_threadpool_size = 1
     return ds.with_options(options)
 
 
-def _scale_and_encode(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    return tf.cast(images, tf.float32) / 255.0, tf.one_hot(tf.cast(labels, tf.int32), NUM_CLASSES)
+def _cast_and_encode(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return tf.cast(images, tf.float32), tf.one_hot(tf.cast(labels, tf.int32), NUM_CLASSES)

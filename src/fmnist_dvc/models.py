@@ -8,12 +8,28 @@ from fmnist_dvc import IMAGE_SHAPE, NUM_CLASSES
 from fmnist_dvc.params import CnnParams, TrainParams
 
 
+def pixel_scaling() -> keras.layers.Layer:
+    """The model's first layer: pixel values 0-255 in, 0-1 out, so a saved model takes raw
+    images and nothing outside it (predict, the benchmark, an export) repeats the scaling.
+
+    Normalization with mean 0 and variance 255**2 divides by exactly 255. Rescaling(1/255)
+    would multiply by the rounded reciprocal, which moves 126 of the 256 pixel values by one
+    float32 step and with them every trained weight; this keeps the results of a scaling
+    that used to happen in the input pipeline, bit for bit. It adds no weights.
+    """
+    return keras.layers.Normalization(mean=0.0, variance=255.0**2, name="pixel_scaling")
+
+
 def build_mlp(hidden_units: list[int], dropout: float) -> keras.Sequential:
-    """The seed MLP: Flatten, then Dense+ReLU and Dropout per hidden layer, softmax out.
+    """The seed MLP: pixel scaling and Flatten, then Dense+ReLU and Dropout per hidden layer, softmax out.
 
     With hidden_units [256, 256, 128, 64] and 28x28 inputs: 308,554 parameters.
     """
-    layers: list[keras.layers.Layer] = [keras.Input(shape=IMAGE_SHAPE), keras.layers.Flatten()]
+    layers: list[keras.layers.Layer] = [
+        keras.Input(shape=IMAGE_SHAPE),
+        pixel_scaling(),
+        keras.layers.Flatten(),
+    ]
     for units in hidden_units:
         layers.append(keras.layers.Dense(units, activation="relu"))
         layers.append(keras.layers.Dropout(dropout))
@@ -35,6 +51,7 @@ def build_cnn(c: CnnParams) -> keras.Sequential:
     """
     layers: list[keras.layers.Layer] = [
         keras.Input(shape=IMAGE_SHAPE),
+        pixel_scaling(),
         keras.layers.Reshape((*IMAGE_SHAPE, 1)),
     ]
     last = len(c.blocks) - 1

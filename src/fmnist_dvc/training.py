@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -45,7 +46,10 @@ def set_threads(threads: int) -> None:
     run does not depend on the machine's core count. One thread is also the fastest for the seed
     MLP at batch 32, whose matrices are too small to share out (README, "Performance").
     """
-    current = tf.config.threading.get_intra_op_parallelism_threads()
+    # TensorFlow's own TF_NUM_INTRAOP_THREADS sets the count too, unseen by tf.config (the tests use it).
+    current = tf.config.threading.get_intra_op_parallelism_threads() or int(
+        os.environ.get("TF_NUM_INTRAOP_THREADS", "0")
+    )
     if current == threads:
         return
     try:
