@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # --data DIR (the workers inherit it through the environment): another raw/ + prepared/ pair.
 DATA = Path(os.environ.get("FMNIST_BENCH_DATA", ROOT / "data"))
 PREPARED, RAW, MODEL = DATA / "prepared", DATA / "raw", ROOT / "models/model.keras"
+EXPORTS = ROOT / "exports"  # the export stage's model.onnx and model.tflite
 # Forward + backward multiply-adds of the seed MLP per image, x2 for FLOPs, x3 for fwd+bwd.
 MLP_FLOP_PER_IMAGE = 3 * 2 * (784 * 256 + 256 * 256 + 256 * 128 + 128 * 64 + 64 * 10)
 
@@ -181,13 +182,14 @@ def worker_stage(kind: str) -> dict:
         return {"seconds": time.perf_counter() - start}
 
 
-def worker_predict() -> dict:
-    """`fmnist predict`'s classify(): one image at a time (warm) and the 10,000 test images."""
+def worker_predict(path: Path) -> dict:
+    """`fmnist predict`'s classify() on a model file (.keras, .onnx or .tflite): one image at a
+    time (warm) and the 10,000 test images."""
     from fmnist_dvc.cli import classify
-    from fmnist_dvc.model_io import load_model
+    from fmnist_dvc.runtimes import open_model
     from fmnist_dvc.splits import load_split
 
-    model = load_model(MODEL)
+    model = open_model(path)
     images, _ = load_split(PREPARED, "test")
     for _ in range(5):
         classify(model, images[:1])
@@ -240,6 +242,24 @@ def child(*args: str) -> dict:
     result["wall_seconds"] = wall
     result["peak_rss_mb"] = usage.ru_maxrss / 1024
     return result
+
+
+def predict_command(model: Path, runs: int = 5) -> float:
+    """Median wall seconds of `fmnist predict one.png --model MODEL`, start-up included."""
+    import numpy as np
+    from PIL import Image
+
+    fmnist = Path(sys.executable).parent / "fmnist"
+    with tempfile.TemporaryDirectory() as tmp:
+        Image.fromarray(np.load(PREPARED / "test_images.npy", mmap_mode="r")[0]).save(Path(tmp) / "one.png")
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            subprocess.run(
+                [fmnist, "predict", "one.png", "--model", model], cwd=tmp, check=True, capture_output=True
+            )
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def noop_repro(repo: Path, runs: int = 5) -> list[float] | None:
@@ -309,7 +329,7 @@ def main() -> int:
         elif kind == "matmul":
             result = worker_matmul()
         elif kind == "predict":
-            result = worker_predict()
+            result = worker_predict(Path(rest[0]))
         else:
             result = worker_stage(kind)
         print(json.dumps(result))
@@ -347,7 +367,9 @@ def main() -> int:
             steps += [("cnn project jax", ("project", "cnn", cnn, "-", "jax"))]
     steps += [("preprocess", ("preprocess",))]
     if MODEL.is_file():
-        steps += [("evaluate", ("evaluate",)), ("predict", ("predict",))]
+        steps += [("evaluate", ("evaluate",))]
+    models = {"keras": MODEL, "onnx": EXPORTS / "model.onnx", "tflite": EXPORTS / "model.tflite"}
+    steps += [(f"predict {fmt}", ("predict", str(path))) for fmt, path in models.items() if path.is_file()]
     if args.only:
         steps = [step for step in steps if step[0] in args.only]
     noop = not args.only or "noop" in args.only
@@ -359,6 +381,8 @@ def main() -> int:
         for name, worker_args in steps:
             print(f"bench: {name}{of} ...", file=sys.stderr, flush=True)
             runs[name].append(child(*worker_args))
+            if worker_args[0] == "predict":
+                runs[name][-1]["command_seconds"] = predict_command(Path(worker_args[1]))
         if noop:
             print(f"bench: no-op dvc repro{of} ...", file=sys.stderr, flush=True)
             with tempfile.TemporaryDirectory() as tmp:
@@ -507,19 +531,15 @@ def summary_table(r: dict) -> str:
                 [x["wall_seconds"] for x in runs[stage]],
                 "{:.2f}",
             )
-    if "predict" in runs:
+    for name in (n for n in runs if n.startswith("predict ")):
         add(
-            "predict",
-            "ms per single image (warm)",
-            [x["single_ms_median"] for x in runs["predict"]],
+            name,
+            "fmnist predict one.png, s (start-up included, median of 5)",
+            [x["command_seconds"] for x in runs[name]],
             "{:.2f}",
         )
-        add(
-            "predict",
-            "images/s, 10,000 test images",
-            [x["batch_images_per_s"] for x in runs["predict"]],
-            "{:,.0f}",
-        )
+        add(name, "ms per single image (warm)", [x["single_ms_median"] for x in runs[name]], "{:.2f}")
+        add(name, "images/s, 10,000 test images", [x["batch_images_per_s"] for x in runs[name]], "{:,.0f}")
     bare = [statistics.median(t) if t else None for t in runs.get("noop repro bare", [])]
     project = [statistics.median(t) if t else None for t in runs.get("noop repro project", [])]
     add("no-op dvc repro", "project, s (median of 5)", project, "{:.2f}")
@@ -544,7 +564,7 @@ def summary_table(r: dict) -> str:
         lines.append(f"| {step} | {measure} | {cells} |")
     notes = []
     for name, done in runs.items():
-        if name.startswith("noop") or name in ("matmul", "preprocess", "evaluate", "predict"):
+        if name.startswith(("noop", "predict")) or name in ("matmul", "preprocess", "evaluate"):
             continue
         digests = {x["digest"] for x in done}
         accuracy = sorted({round(x["test_accuracy"], 4) for x in done})
@@ -624,10 +644,11 @@ def table(r: dict) -> str:
                 f"{stage}: {r[stage]['seconds']:.1f} s in-process "
                 f"({r[stage]['wall_seconds']:.1f} s with Python and TensorFlow start-up)"
             )
-    if "predict" in r:
-        p = r["predict"]
+    for name in (n for n in r if n.startswith("predict ")):
+        p = r[name]
         lines.append(
-            f"fmnist predict: {p['single_ms_median']:.1f} ms per single image (warm, median of 200), "
+            f"fmnist {name}: {p['command_seconds']:.2f} s for one PNG, start-up included; "
+            f"{p['single_ms_median']:.1f} ms per single image (warm, median of 200), "
             f"{p['batch_images_per_s']:,.0f} images/s for the 10,000 test images"
         )
     bare, project = r.get("noop repro bare"), r.get("noop repro project")

@@ -181,6 +181,7 @@ def snapshot(folder: Path) -> dict[str, bytes | None]:
 # bad-input catalogue's stage runs, predict on trained models and the pages rendered in Chromium.
 SLOW_MODULES = {
     "test_predict",
+    "test_export",
     "test_pipeline",
     "test_collaboration",
     "test_resume",

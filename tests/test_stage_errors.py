@@ -28,6 +28,7 @@ from tests.conftest import REPO_ROOT, run_stage
         ("epochs-0", "train", {"train.epochs": 0}),
         ("threads-negative", "train", {"train.threads": -1}),
         ("unknown-backend", "train", {"train.backend": "torch"}),
+        ("export-unknown-format", "export", {"export.formats": ["pb"]}),
         ("batch-size-0", "train", {"train.batch_size": 0}),
         ("mlp-dropout-1", "train", {"train.mlp.dropout": 1.0}),
         ("mlp-dropout-negative", "train", {"train.mlp.dropout": -0.1}),

@@ -5,6 +5,9 @@
     fmnist sweep -S KEY=V1,V2 [-S ...] [--preset presets/X.yaml] [--address HOST:PORT]
                  [--cpus-per-trial 2] [--name PREFIX]
 
+--model also takes the exports, exports/model.onnx and exports/model.tflite, which run
+without TensorFlow (onnxruntime, the LiteRT interpreter).
+
 PATH may be image files (PNG, JPEG, ...), IDX or NPY batches of 28x28 images, or directories
 of them. A file that cannot be read gets one `error:` line; the others are still classified,
 and the exit code is 1 if anything failed.
@@ -24,9 +27,8 @@ from tqdm import tqdm
 from fmnist_dvc import CLASS_NAMES
 from fmnist_dvc.atomic import atomic_write_text
 from fmnist_dvc.errors import PipelineError, exit_code
-from fmnist_dvc.params import TTA_CHOICES
 from fmnist_dvc.predict import INVERT_CHOICES, Item, expand, read_items, top_k
-from fmnist_dvc.tta import predict_tta
+from fmnist_dvc.tta import TTA_CHOICES, predict_tta
 
 BATCH = 256
 
@@ -58,9 +60,9 @@ def predict_command(args: argparse.Namespace) -> int:
             errors.append(str(exc))
             print(f"error: {exc}", file=sys.stderr)
     if items:
-        from fmnist_dvc.model_io import load_model  # TensorFlow loads only when there is work
+        from fmnist_dvc.runtimes import open_model  # TensorFlow loads only for a .keras model with work to do
 
-        model = load_model(args.model)  # checks the file, then loads with safe_mode and checks its shapes
+        model = open_model(args.model)  # checks the file, loads it safely and checks its shapes
         pixels = np.stack([item.pixels for item in items])
         probs = classify(model, pixels, progress=len(items) > BATCH, tta=args.tta)
         rows = list(zip(items, top_k(probs, args.top_k), strict=True))
@@ -92,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     predict = sub.add_parser("predict", help="classify image files, IDX/NPY batches or directories")
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    predict.add_argument("--model", type=Path, default=Path("models/model.keras"))
+    predict.add_argument(
+        "--model", type=Path, default=Path("models/model.keras"), help=".keras, or an export: .onnx, .tflite"
+    )
     predict.add_argument("--top-k", type=int, default=3, choices=range(1, len(CLASS_NAMES) + 1), metavar="K")
     predict.add_argument("--csv", type=Path, help="write all predictions to this CSV file instead")
     predict.add_argument(

@@ -12,7 +12,7 @@ import dataclasses
 import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError, model_validator
@@ -20,6 +20,7 @@ from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticCustomError
 
 from fmnist_dvc.errors import PipelineError
+from fmnist_dvc.tta import Tta
 
 PARAMS_FILE = Path("params.yaml")
 Section = TypeVar("Section")
@@ -48,8 +49,6 @@ Int, Bool, Str = Annotated[int, Strict()], Annotated[bool, Strict()], Annotated[
 Float = Annotated[float, Strict()]  # an int is taken as a float; a bool or a string is not
 Unit = Annotated[Float, Field(ge=0, lt=1)]  # [0, 1): dropouts, momenta, smoothing
 AtLeast1 = Annotated[Int, Field(ge=1)]
-Tta = Literal["none", "flip", "flip_translate"]
-TTA_CHOICES: tuple[str, ...] = get_args(Tta)
 _CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
@@ -69,6 +68,13 @@ class PreprocessParams:
 @dataclass(frozen=True, config=_CONFIG)
 class EvaluateParams:
     tta: Tta
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class ExportParams:
+    formats: Annotated[list[Literal["onnx", "tflite"]], Field(min_length=1)]
+    min_agreement: Annotated[Float, Field(ge=0, le=1, description="share of test images")]
+    max_abs_diff: Annotated[Float, Field(ge=0)]
 
 
 @dataclass(frozen=True, config=_CONFIG)

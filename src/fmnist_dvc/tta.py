@@ -10,8 +10,12 @@ down-right (zero fill: the background is black) the other half.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal, get_args
 
 import numpy as np
+
+Tta = Literal["none", "flip", "flip_translate"]  # evaluate.tta and fmnist predict --tta
+TTA_CHOICES: tuple[str, ...] = get_args(Tta)
 
 
 def shift(images: np.ndarray, dy: int, dx: int) -> np.ndarray:

@@ -1,0 +1,28 @@
+"""DVC stage `export`: MODELS/model.keras -> EXPORTS/model.onnx and model.tflite, each checked
+against the Keras model on the test split in PREPARED; the parity figures go to SCORES."""
+
+from pathlib import Path
+
+from fmnist_dvc.errors import run_stage
+from fmnist_dvc.model_io import MODEL_FILE, check_model_file
+from fmnist_dvc.params import ExportParams, load_section
+
+
+def main(models: Path, prepared: Path, exports: Path, scores: Path) -> None:
+    params = load_section("export", ExportParams)
+    model = models / MODEL_FILE
+    check_model_file(model)  # a missing or damaged file fails before TensorFlow loads
+    from fmnist_dvc.export import export
+
+    result = export(
+        model, prepared, exports, scores, params.formats, params.min_agreement, params.max_abs_diff
+    )
+    for fmt, s in result.items():
+        print(
+            f"export: {exports}/{fmt} model, {s['megabytes']} MB: same top class as Keras on "
+            f"{s['top1_agreement']:.2%} of the test images, probabilities within {s['max_abs_diff']:.1e}"
+        )
+
+
+if __name__ == "__main__":
+    run_stage(main)
