@@ -182,6 +182,8 @@ def snapshot(folder: Path) -> dict[str, bytes | None]:
 SLOW_MODULES = {
     "test_predict",
     "test_export",
+    "test_registry",
+    "test_bench",
     "test_pipeline",
     "test_collaboration",
     "test_resume",
