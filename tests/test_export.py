@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from fmnist_dvc.model_io import load_model
 from fmnist_dvc.params import TrainParams, load_section
 from fmnist_dvc.splits import load_split
 from fmnist_dvc.training import train
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_stage
 
 FMNIST = Path(sys.executable).parent / "fmnist"
 
@@ -145,3 +146,19 @@ def test_a_missing_runtime_names_the_extra(exported: dict, tmp_path: Path) -> No
             "predict", "one.png", "--model", exported["exports"] / name, cwd=tmp_path, expect=1, code=block
         )
         assert f"needs {package}; install it: pip install -e '.[export]'" in proc.stderr
+
+
+def test_the_stage_writes_its_outputs_as_dvc_runs_it(exported: dict, prepared: Path, tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    shutil.copy2(exported["model"], tmp_path / "models/model.keras")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/prepared").symlink_to(prepared)
+    proc = run_stage("export", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["model.onnx", "model.tflite"]
+    scores = json.loads((tmp_path / "metrics/export.json").read_text())["export"]
+    assert sorted(scores) == ["onnx", "tflite"] and all(s["top1_agreement"] >= 0.999 for s in scores.values())
+    assert [line.split(",")[0] for line in proc.stdout.splitlines() if line.startswith("export: ")][:2] == [
+        "export: exports/onnx model",
+        "export: exports/tflite model",
+    ]
