@@ -15,6 +15,7 @@ from fmnist_dvc.params import (
     load_section,
     load_seed,
 )
+from fmnist_dvc.presets import set_args
 from tests.conftest import REPO_ROOT, write_params
 
 
@@ -238,6 +239,15 @@ def test_yaml_1_2_exponent_floats_as_dvc_writes_them(tmp_path: Path) -> None:
     )
     path.write_text(path.read_text().replace("optimizer: adam ", "optimizer: adamw "))
     assert load_section("train", TrainParams, path).weight_decay == 1e-05
+
+
+def test_presets_read_floats_and_faults_as_params_do(tmp_path: Path) -> None:
+    preset = tmp_path / "p.yaml"
+    preset.write_text("train:\n  learning_rate: 1e-3\n  cnn: {blocks: [[8], [16]]}\n")
+    assert set_args(preset) == ["-S", "train.learning_rate=0.001", "-S", "train.cnn.blocks=[[8],[16]]"]
+    preset.write_text("train:\n  epochs: [3\n")
+    with pytest.raises(PipelineError, match=r"p\.yaml is not valid YAML at line 3: .*; fix the syntax\.$"):
+        set_args(preset)
 
 
 def test_nested_list_type_error_names_the_item(tmp_path: Path) -> None:

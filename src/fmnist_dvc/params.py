@@ -1,9 +1,7 @@
-"""Load and validate params.yaml: one typed section per stage, errors that name the key.
+"""params.yaml as one typed section per stage, and its faults as one line that names the key.
 
-The sections are frozen pydantic dataclasses rather than BaseModels because callers use the
-dataclass API: `dataclasses.replace` (which re-validates here), `asdict` (the resume fingerprint)
-and `fields` (the dvc.yaml check). Pydantic's strict mode would refuse nested sections given as
-mappings, so strictness sits on every leaf type instead: YAML's `yes` is not 1, nor '32' 32.
+Frozen pydantic dataclasses, so `dataclasses.replace` re-validates. Strictness sits on each leaf
+type (YAML's `yes` is not 1, nor '32' 32): strict mode would refuse nested sections as mappings.
 """
 
 from __future__ import annotations
@@ -14,28 +12,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-import yaml
 from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError, model_validator
 from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticCustomError
 
 from fmnist_dvc.errors import PipelineError
 from fmnist_dvc.tta import Tta
+from fmnist_dvc.yamlfile import read_mapping
 
 PARAMS_FILE = Path("params.yaml")
 Section = TypeVar("Section")
-
-
-class _Loader(yaml.SafeLoader):
-    """PyYAML follows YAML 1.1, where 1e-05 (no dot) is a string; DVC's `-S` writes YAML 1.2,
-    where it is a float. Read such numbers as floats."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
 
 
 def _exact_int(value: Any) -> Any:
@@ -170,37 +156,9 @@ class TrainParams:
 
 
 def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
-    """Parse the whole params file, failing with a sentence instead of a YAML traceback."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PipelineError(
-            f"{path} not found; run from the repository root, where params.yaml lives."
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PipelineError(f"{path} cannot be read ({exc}); check the file.") from None
-    try:
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        raise PipelineError(f"{path} is not valid YAML{_yaml_fault(exc)}; fix the syntax.") from None
-    if not isinstance(data, dict):
-        raise PipelineError(f"{path} must be a mapping of sections (download:, train:, ...).")
-    return data
-
-
-def _yaml_fault(exc: yaml.YAMLError) -> str:
-    """' at line 25: expected ',' or ']', but got ':' (while parsing a flow sequence at line 24)'"""
-    mark = getattr(exc, "problem_mark", None)
-    if mark is None:
-        return ""
-    text = f" at line {mark.line + 1}"
-    problem = getattr(exc, "problem", None)
-    if problem:
-        text += ": " + " ".join(str(problem).split())
-    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-    if context and context_mark is not None and context_mark.line != mark.line:
-        text += f" ({' '.join(str(context).split())} at line {context_mark.line + 1})"
-    return text
+    """The whole params file as a mapping, or one sentence saying what is wrong with it."""
+    where = "run from the repository root, where params.yaml lives"
+    return read_mapping(path, where, "sections (download:, train:, ...)")
 
 
 def load_seed(path: Path = PARAMS_FILE) -> int:

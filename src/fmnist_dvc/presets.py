@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from fmnist_dvc.errors import PipelineError, exit_code
+from fmnist_dvc.errors import exit_code
 from fmnist_dvc.plots_cli import dvc_executable
+from fmnist_dvc.yamlfile import read_mapping
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -37,16 +37,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def set_args(preset: Path) -> list[str]:
     """`-S key=value` pairs; values in compact JSON, which DVC reads back as YAML."""
-    try:
-        tree = yaml.safe_load(Path(preset).read_text())
-    except FileNotFoundError:
-        raise PipelineError(f"{preset} not found; presets live in presets/*.yaml.") from None
-    except yaml.YAMLError:
-        raise PipelineError(f"{preset} is not valid YAML; fix its syntax.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PipelineError(f"{preset} cannot be read ({exc}).") from None
-    if not isinstance(tree, dict):
-        raise PipelineError(f"{preset} must be a mapping like params.yaml.")
+    tree = read_mapping(preset, "presets live in presets/*.yaml", "sections like params.yaml")
     args = []
     for key, value in flatten(tree).items():
         args += ["-S", f"{key}={_compact(value)}"]
