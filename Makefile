@@ -82,10 +82,10 @@ bench: setup
 # The fast tier: no npm, Chromium, moto or network needed (tests that need one skip locally and
 # fail under CI=true). test-all adds the slow tier (tests/conftest.py, SLOW_MODULES).
 test: $(VENV)/.installed data
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
 
 test-all: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check .

@@ -15,7 +15,6 @@ command printed; the tests then check those records and the clones left behind.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import socket
@@ -27,14 +26,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import require
 from tests.dvcrepo import BIN, TEMPLATE, dvc, new_project, run, set_params, stages_run
+from tests.s3 import BUCKET, GOOD_KEYS, aws_env, require_module, s3_client
 
-BUCKET = "fmnist-dvc"
 EXPERIMENT = "epoch1-batch64"
 WORKSPACE_FILES = ("models/model.keras", "metrics/evaluate.json", "params.yaml", "dvc.lock")
-# What moto accepts by default; the auth-enforcing server knows no keys at all.
-GOOD_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# The auth-enforcing server knows no keys at all.
 WRONG_KEYS = {"AWS_ACCESS_KEY_ID": "AKIAWRONGKEYEXAMPLE0", "AWS_SECRET_ACCESS_KEY": "wrong-secret"}
 
 # A second moto server, in its own process: moto reads INITIAL_NO_AUTH_ACTION_COUNT when it is
@@ -49,25 +46,6 @@ print("PORT", server.get_host_and_port()[1], flush=True)
 sys.stdin.read()  # serve until the test closes stdin
 server.stop()
 """
-
-
-def require_module(module: str) -> None:
-    try:
-        importlib.import_module(module)
-    except ImportError as exc:
-        require(f"{module} is missing ({exc}): run pip install -e '.[dev]'")
-
-
-def aws_env(endpoint: str, keys: dict[str, str], empty: Path) -> dict[str, str]:
-    """Everything the S3 remote needs, as environment variables only; `empty`, an empty file,
-    stands in for ~/.aws/config and ~/.aws/credentials so that the host's cannot interfere."""
-    return {
-        **keys,
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_CONFIG_FILE": str(empty),
-        "AWS_SHARED_CREDENTIALS_FILE": str(empty),
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
 
 
 def dvc_with(env: dict[str, str], *args: str, cwd: Path, expect: int = 0) -> subprocess.CompletedProcess[str]:
@@ -149,24 +127,6 @@ def clone(origin: Path, dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3-compatible server on a free loopback port, with the bucket of the s3 remote."""
-    for module in ("moto.server", "boto3", "dvc_s3"):
-        require_module(module)
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        s3_client(endpoint).create_bucket(Bucket=BUCKET)
-        yield endpoint
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def auth_s3_endpoint() -> Iterator[str]:
     """A second moto server, one that checks credentials; it holds the same bucket (empty)."""
     require_module("moto.server")
@@ -196,18 +156,6 @@ def auth_s3_endpoint() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def s3_client(endpoint: str):
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=GOOD_KEYS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=GOOD_KEYS["AWS_SECRET_ACCESS_KEY"],
-    )
 
 
 def s3_files(endpoint: str) -> set[str]:

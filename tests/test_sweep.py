@@ -12,16 +12,20 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import require
 from tests.dvcrepo import BIN, dvc, new_project, run, set_params
+from tests.s3 import BUCKET, GOOD_KEYS, aws_env, s3_client
 
 pytestmark = pytest.mark.slow
 
@@ -41,9 +45,25 @@ def ray_env() -> dict[str, str]:
 
 
 def listening_addresses() -> set[str]:
-    """host:port of every listening TCP socket on the machine."""
-    out = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout
-    return {line.split()[3] for line in out.splitlines()}
+    """host:port of every TCP socket that a process started by this test process listens on
+    (the Ray cluster's servers; other tests' servers may run beside it)."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    return {
+        line.split()[3]
+        for line in out.splitlines()
+        if any(started_by_us(int(pid)) for pid in re.findall(r"pid=(\d+)", line))
+    }
+
+
+def started_by_us(pid: int) -> bool:
+    while pid > 1:
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])  # the parent
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid == os.getpid():
+            return True
+    return False
 
 
 def sweep(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -60,13 +80,68 @@ def exp_file(repo: Path, name: str, path: str) -> bytes:
     return subprocess.run(["git", "show", f"{ref}:{path}"], cwd=repo, capture_output=True, check=True).stdout
 
 
+def trial_processes(prefix: str) -> list[str]:
+    """Command lines of the processes working inside the trials' scratch clones /tmp/PREFIX*."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.readlink(proc / "cwd").startswith(f"/tmp/{prefix}"):
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def interrupt_a_sweep(repo: Path, address: str, name: str) -> dict:
+    """Ctrl-C on the driver while a trial trains and another waits; what was left behind."""
+    before = (exp_refs(repo), run(["git", "status", "--porcelain"], repo).stdout)
+    proc = subprocess.Popen(
+        [str(BIN / "fmnist"), "sweep", "-S", "seed=3,4", "-S", "train.epochs=1000",
+         "-S", "train.patience=1000", "--address", address, "--cpus-per-trial", "1", "--name", name],
+        cwd=repo, env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As a terminal's foreground job: pytest-xdist's workers ignore SIGINT, and a child
+        # started with SIGINT ignored (Python then installs no KeyboardInterrupt) keeps that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    prefix = f"fmnist-sweep-{name}-"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if any("stages/train.py" in cmd for cmd in trial_processes(prefix)):
+            break  # one trial trains; the other waits for a CPU (the worker node was removed)
+        time.sleep(0.5)
+    running = trial_processes(prefix)
+    proc.send_signal(signal.SIGINT)
+    start = time.time()
+    out, err = proc.communicate(timeout=300)
+    seconds = time.time() - start
+    time.sleep(2)
+    return {
+        "running": running,
+        "proc": subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
+        "seconds": seconds,
+        "left_processes": trial_processes(prefix),
+        "left_clones": glob.glob(f"/tmp/{prefix}*"),
+        "repo": before == (exp_refs(repo), run(["git", "status", "--porcelain"], repo).stdout),
+    }
+
+
+def exp_refs(repo: Path) -> list[str]:
+    return run(["git", "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps"], repo).stdout.split()
+
+
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory: pytest.TempPathFactory, debian_dir: Path) -> Iterator[dict]:
-    """Refusals, then on a two-node cluster: a grid whose worker node is killed mid-trial and
-    a grid with one invalid value; then the same experiments run locally by `dvc exp run`."""
+def swept(tmp_path_factory: pytest.TempPathFactory, debian_dir: Path, s3_endpoint: str) -> Iterator[dict]:
+    """Refusals, then on a two-node cluster: a grid whose worker node is killed mid-trial, a grid
+    with one invalid value on an S3 remote, a grid interrupted by Ctrl-C; then the same
+    experiments run locally by `dvc exp run`."""
+    root = tmp_path_factory.mktemp("sweep")
+    (root / "empty").write_text("")
     with pytest.MonkeyPatch.context() as mp:
         for key, value in ray_env().items():
             mp.setenv(key, value)  # before Ray is imported: it reads them once
+        for key, value in aws_env(s3_endpoint, GOOD_KEYS, root / "empty").items():
+            mp.setenv(key, value)  # the driver, the nodes and their trials inherit them
         mp.setenv("GIT_AUTHOR_NAME", "test")
         mp.setenv("GIT_AUTHOR_EMAIL", "test@example.com")
         mp.setenv("GIT_COMMITTER_NAME", "test")
@@ -75,11 +150,11 @@ def swept(tmp_path_factory: pytest.TempPathFactory, debian_dir: Path) -> Iterato
             from ray.cluster_utils import Cluster
         except ImportError:
             require("ray is missing: run pip install -e '.[dev]'")
-        yield _sweeps(tmp_path_factory.mktemp("sweep"), Cluster)
+        yield _sweeps(root, Cluster, s3_endpoint)
 
 
-def _sweeps(root: Path, cluster_class: type) -> dict:
-    record: dict = {"root": root}
+def _sweeps(root: Path, cluster_class: type, s3_endpoint: str) -> dict:
+    record: dict = {"root": root, "s3": s3_endpoint}
     origin, storage, repo = root / "origin.git", root / "storage", root / "repo"
     run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], root)
     new_project(repo)
@@ -136,11 +211,16 @@ def _sweeps(root: Path, cluster_class: type) -> dict:
         out, err = proc.communicate(timeout=1200)
         record["grid"] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         record["grid_name"] = grid
-        # One valid trial (its stages come from the run cache) and one invalid value.
+        record["grid_show"] = json.loads(dvc("exp", "show", "--json", cwd=repo).stdout)
+        # On the S3 remote (moto, empty): one valid trial and one invalid value.
+        dvc("remote", "add", "-d", "s3", f"s3://{BUCKET}/sweep", cwd=repo)
+        run(["git", "commit", "-qam", "S3 remote"], repo)
+        run(["git", "push", "-q", "origin", "main"], repo)
         record["bad"] = sweep(
             repo, "-S", "train.epochs=1,0", "-S", "seed=1", "--address", address, "--cpus-per-trial", "1",
             "--name", "bad",
         )  # fmt: skip
+        record["ctrl_c"] = interrupt_a_sweep(repo, address, f"c{os.getpid()}")
     finally:
         cluster.shutdown()
         for leftover in glob.glob(f"/tmp/fmnist-sweep-{grid}-*"):  # the killed trial's clone
@@ -154,8 +234,8 @@ def _sweeps(root: Path, cluster_class: type) -> dict:
 
 
 def test_the_cluster_listens_on_loopback_only(swept: dict) -> None:
-    ray_ports = {a for a in swept["listening"] if not a.endswith(":2024")}
-    assert ray_ports and all("127.0.0.1" in a for a in ray_ports), sorted(ray_ports)
+    ray_ports = swept["listening"]
+    assert len(ray_ports) >= 3 and all("127.0.0.1" in a for a in ray_ports), sorted(ray_ports)
 
 
 @pytest.mark.parametrize(
@@ -195,16 +275,19 @@ def test_grid_survives_a_killed_worker_and_matches_local_runs_byte_for_byte(swep
 
 
 def test_exp_show_lists_every_trial_with_its_params(swept: dict) -> None:
-    names = {}
-    for rev in swept["show"]:
-        for exp in rev.get("experiments") or []:
-            for run_ in exp.get("revs") or []:
-                name = run_.get("name")
-                data = run_.get("data") or {}
-                if name:
-                    names[name] = data
     grid_name = swept["grid_name"]
-    for name, seed in ((f"{grid_name}-1", 1), (f"{grid_name}-2", 2), ("bad-1", 1)):
+    for show, name, seed in (
+        (swept["grid_show"], f"{grid_name}-1", 1),
+        (swept["grid_show"], f"{grid_name}-2", 2),
+        (swept["show"], "bad-1", 1),  # after a commit of its own: exp show lists HEAD's experiments
+    ):
+        names = {
+            run_["name"]: run_.get("data") or {}
+            for rev in show
+            for exp in rev.get("experiments") or []
+            for run_ in exp.get("revs") or []
+            if run_.get("name")
+        }
         assert name in names, sorted(names)
         assert names[name]["params"]["params.yaml"]["data"]["seed"] == seed
 
@@ -216,3 +299,27 @@ def test_a_bad_value_fails_its_trial_alone_with_one_line(swept: dict) -> None:
     assert len(failed) == 1 and "train.epochs" in failed[0], bad.stderr[-3000:]
     assert any(line.startswith("| bad-1 |") for line in bad.stdout.splitlines())
     assert "1 of 2 trials failed" in bad.stderr
+
+
+def test_a_trial_on_the_s3_remote_matches_its_local_run_and_is_stored_there(swept: dict) -> None:
+    repo = swept["repo"]
+    assert exp_file(repo, "bad-1", "metrics/evaluate.json") == exp_file(
+        repo, "local-1", "metrics/evaluate.json"
+    )
+    lock = yaml.safe_load(exp_file(repo, "bad-1", "dvc.lock"))
+    models = next(o for o in lock["stages"]["train"]["outs"] if o["path"] == "models")["md5"]
+    s3 = s3_client(swept["s3"])
+    listing = s3.get_object(Bucket=BUCKET, Key=f"sweep/files/md5/{models[:2]}/{models[2:]}")["Body"].read()
+    for entry in json.loads(listing):  # the directory's files, by their own md5
+        s3.head_object(Bucket=BUCKET, Key=f"sweep/files/md5/{entry['md5'][:2]}/{entry['md5'][2:]}")
+    assert [e["relpath"] for e in json.loads(listing)] == ["model.keras"]
+
+
+def test_ctrl_c_stops_every_trial_and_leaves_the_repository_as_it_was(swept: dict) -> None:
+    ctrl_c = swept["ctrl_c"]
+    assert any("stages/train.py" in cmd for cmd in ctrl_c["running"]), ctrl_c["running"]
+    proc = ctrl_c["proc"]
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert "interrupted" in proc.stderr
+    assert ctrl_c["left_processes"] == [] and ctrl_c["left_clones"] == []
+    assert ctrl_c["repo"], "the calling repository changed"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -122,36 +123,52 @@ def _check_dvc_remote(root: Path) -> None:
 
 
 def run_trial(git_url: str, commit: str, name: str, overrides: list[str]) -> dict[str, Any]:
-    """One trial, on whichever node Ray picks: clone, `dvc exp run`, `dvc exp push`."""
+    """One trial, on whichever node Ray picks: clone, `dvc exp run`, `dvc exp push`. Cancelled
+    (KeyboardInterrupt from `ray.cancel`), it stops DVC and its stage, and removes its clone."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the stages' python
     host = socket.gethostname()
     with tempfile.TemporaryDirectory(prefix=f"fmnist-sweep-{name}-") as tmp:
         repo = Path(tmp) / "repo"
-
-        def run(*cmd: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, check=False)
-
-        clone = subprocess.run(
-            ["git", "clone", "--quiet", git_url, str(repo)], capture_output=True, text=True, check=False
-        )
+        clone = _run(["git", "clone", "--quiet", git_url, str(repo)], Path(tmp), env)
         if clone.returncode:
             return {"ok": False, "host": host, "error": _last_line(clone.stderr, "git clone failed")}
-        run("git", "checkout", "--quiet", commit)
+        _run(["git", "checkout", "--quiet", commit], repo, env)
         dvc = dvc_executable()
         set_flags = [arg for o in overrides for arg in ("-S", o)]
-        done = run(dvc, "exp", "run", "--pull", "-n", name, *set_flags)
+        done = _run([dvc, "exp", "run", "--pull", "-n", name, *set_flags], repo, env)
         if done.returncode:
             return {
                 "ok": False,
                 "host": host,
                 "error": _last_line(done.stderr + done.stdout, "dvc exp run failed"),
             }
-        pushed = run(dvc, "exp", "push", "--run-cache", "origin", name)
+        pushed = _run([dvc, "exp", "push", "--run-cache", "origin", name], repo, env)
         if pushed.returncode:
             return {"ok": False, "host": host, "error": _last_line(pushed.stderr, "dvc exp push failed")}
-        shown = run(dvc, "metrics", "show", "--json")
+        shown = _run([dvc, "metrics", "show", "--json"], repo, env)
         return {"ok": True, "host": host, "metrics": _flat_metrics(shown.stdout)}
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A command in a process group of its own, so that an interrupted trial also stops the
+    stage that DVC started (killing DVC alone would leave its stage running)."""
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate()
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def _last_line(text: str, fallback: str) -> str:
@@ -259,8 +276,13 @@ def _run_on_ray(trials: list[Trial], git_url: str, commit: str, address: str | N
                 bar.update(1)
             bar.set_postfix(running=len(pending), failed=failed)
     except KeyboardInterrupt:
+        # Ray raises KeyboardInterrupt inside each running trial, which stops its DVC run and
+        # removes its clone; wait for that, since the trials die with this driver.
+        bar.close()
+        print(f"fmnist sweep: interrupted; cancelling {len(pending)} trials ...", file=sys.stderr)
         for ref in pending:
-            ray.cancel(ref, force=True)
+            ray.cancel(ref)
+        ray.wait(list(pending), num_returns=len(pending), timeout=60)
         raise
     finally:
         bar.close()
