@@ -80,12 +80,13 @@ bench: setup
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 # The fast tier: no npm, Chromium, moto or network needed (tests that need one skip locally and
-# fail under CI=true). test-all adds the slow tier (tests/conftest.py, SLOW_MODULES).
+# fail under CI=true). test-all adds the slow tier (tests/conftest.py, SLOW_MODULES); its three
+# workers on two cores pay off because many slow tests wait on DVC, git, Ray and servers.
 test: $(VENV)/.installed data
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
 
 test-all: setup
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 3 --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check .

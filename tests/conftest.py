@@ -194,7 +194,7 @@ SLOW_MODULES = {
 }
 
 
-# The longest modules, longest first. `make test-all` runs `pytest -n 2 --dist loadfile`: each
+# The longest modules, longest first. `make test-all` runs `pytest -n 3 --dist loadfile`: each
 # module stays on one worker (module fixtures run once), and the workers take them in this order.
 LONGEST_FIRST = ["test_sweep", "test_collaboration", "test_pipeline", "test_resume", "test_backend"]
 

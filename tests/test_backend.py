@@ -101,7 +101,7 @@ def test_jax_backend_trains_reproducibly_resumes_and_its_model_loads_in_tensorfl
     # epoch. The 200 validation images make 4 batches, the last short: one scanned call and two
     # plain steps. Keras' own loop (a step per call) gives the same bits, validation logs included.
     runs = {}
-    for name, group in (("a", "2"), ("b", "2"), ("keras", "keras")):
+    for name, group in (("a", "2"), ("keras", "keras")):
         stdout = _jax_train(params_file, prepared, tmp_path / name / "out", group=group)
         # train.backend alone switched it: Keras says so, and the weights it trained are JAX arrays.
         assert "keras backend: jax" in stdout
@@ -110,8 +110,7 @@ def test_jax_backend_trains_reproducibly_resumes_and_its_model_loads_in_tensorfl
         assert ("train batches grouped " + ("- single -" if keras_loop else "36 single 9")) in stdout
         assert ("test batches grouped " + ("- single -" if keras_loop else "6 single 6")) in stdout
         runs[name] = _outputs(tmp_path / name / "out")
-    assert runs["a"] == runs["b"]  # bit-identical twice, model file and logs
-    assert runs["a"] == runs["keras"]
+    assert runs["a"] == runs["keras"]  # bit-identical, model file and logs, from two step loops
 
     # Killed after epoch 2 and started again: picks up there and ends the same.
     crashed = tmp_path / "crashed" / "out"

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +126,10 @@ def _check_dvc_remote(root: Path) -> None:
 def run_trial(git_url: str, commit: str, name: str, overrides: list[str]) -> dict[str, Any]:
     """One trial, on whichever node Ray picks: clone, `dvc exp run`, `dvc exp push`. Cancelled
     (KeyboardInterrupt from `ray.cancel`), it stops DVC and its stage, and removes its clone."""
+    # Ray cancels a running task by interrupt_main(), which does nothing where SIGINT is ignored,
+    # as on a node started in the background (`ray start ... &` in a script, nohup).
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the stages' python
     host = socket.gethostname()
