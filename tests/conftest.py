@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import runpy
 import shlex
 import struct
 import subprocess
@@ -156,6 +157,26 @@ def run_stage(
         text=True,
         check=False,
     )
+
+
+def run_stage_here(
+    stage: str, cwd: Path, changes: dict, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> subprocess.CompletedProcess[str]:
+    """stages/<stage>.py run in this process as `python stages/<stage>.py` would run it (runpy,
+    `__main__`): for the bad-params matrix, where a process per case would add only its start-up.
+    The stage must fail before it imports TensorFlow; run_stage keeps the subprocess contract."""
+    write_params(cwd, changes)
+    argv = [f"stages/{stage}.py", *stage_args(stage)]  # dvc.yaml read from the repository
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", argv)
+    capsys.readouterr()
+    try:
+        runpy.run_path(str(REPO_ROOT / "stages" / f"{stage}.py"), run_name="__main__")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:

@@ -4,12 +4,13 @@ holds the messages: each case checks its row there, found by id."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.catalogue import assert_catalogued_error, cases
-from tests.conftest import REPO_ROOT, run_stage
+from tests.conftest import REPO_ROOT, run_stage, run_stage_here
 
 
 @pytest.mark.parametrize(
@@ -37,10 +38,17 @@ from tests.conftest import REPO_ROOT, run_stage
     ),
 )
 def test_bad_params_stop_the_stage_before_any_work(
-    tmp_path: Path, case: str, stage: str, change: dict
+    tmp_path: Path,
+    case: str,
+    stage: str,
+    change: dict,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert_catalogued_error(run_stage(stage, tmp_path, change), case)
+    loaded = "tensorflow" in sys.modules  # by an earlier test in this process, perhaps
+    assert_catalogued_error(run_stage_here(stage, tmp_path, change, capsys, monkeypatch), case)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+    assert loaded or "tensorflow" not in sys.modules  # it stopped before loading TensorFlow
 
 
 @pytest.mark.parametrize("stage", ["download", "preprocess", "train"])
