@@ -66,11 +66,27 @@ def started_by_us(pid: int) -> bool:
     return False
 
 
-def sweep(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(
-        [str(BIN / "fmnist"), "sweep", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=1200
+def start_sweep(repo: Path, *args: str) -> subprocess.Popen[str]:
+    """`fmnist sweep` as a terminal's foreground job: pytest-xdist's workers ignore SIGINT, and a
+    child started with SIGINT ignored (Python then installs no KeyboardInterrupt) keeps that."""
+    return subprocess.Popen(
+        [str(BIN / "fmnist"), "sweep", *args],
+        cwd=repo,
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def sweep(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return finish(start_sweep(repo, *args))
 
 
 def exp_file(repo: Path, name: str, path: str) -> bytes:
@@ -95,14 +111,9 @@ def trial_processes(prefix: str) -> list[str]:
 def interrupt_a_sweep(repo: Path, address: str, name: str) -> dict:
     """Ctrl-C on the driver while a trial trains and another waits; what was left behind."""
     before = (exp_refs(repo), run(["git", "status", "--porcelain"], repo).stdout)
-    proc = subprocess.Popen(
-        [str(BIN / "fmnist"), "sweep", "-S", "seed=3,4", "-S", "train.epochs=1000",
-         "-S", "train.patience=1000", "--address", address, "--cpus-per-trial", "1", "--name", name],
-        cwd=repo, env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # As a terminal's foreground job: pytest-xdist's workers ignore SIGINT, and a child
-        # started with SIGINT ignored (Python then installs no KeyboardInterrupt) keeps that.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    proc = start_sweep(
+        repo, "-S", "seed=3,4", "-S", "train.epochs=1000", "-S", "train.patience=1000",
+        "--address", address, "--cpus-per-trial", "1", "--name", name,
     )  # fmt: skip
     prefix = f"fmnist-sweep-{name}-"
     deadline = time.time() + 300
@@ -113,12 +124,12 @@ def interrupt_a_sweep(repo: Path, address: str, name: str) -> dict:
     running = trial_processes(prefix)
     proc.send_signal(signal.SIGINT)
     start = time.time()
-    out, err = proc.communicate(timeout=300)
+    done = finish(proc, timeout=300)
     seconds = time.time() - start
     time.sleep(2)
     return {
         "running": running,
-        "proc": subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
+        "proc": done,
         "seconds": seconds,
         "left_processes": trial_processes(prefix),
         "left_clones": glob.glob(f"/tmp/{prefix}*"),
@@ -193,12 +204,9 @@ def _sweeps(root: Path, cluster_class: type, s3_endpoint: str) -> dict:
         cluster.wait_for_nodes()
         record["listening"] = listening_addresses()
         address = cluster.address
-        proc = subprocess.Popen(
-            [str(BIN / "fmnist"), "sweep", "-S", "seed=1,2", "--address", address, "--cpus-per-trial", "1",
-             "--name", grid],
-            cwd=repo, env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        proc = start_sweep(
+            repo, "-S", "seed=1,2", "--address", address, "--cpus-per-trial", "1", "--name", grid
+        )
         record["killed_worker"] = False
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
@@ -208,8 +216,7 @@ def _sweeps(root: Path, cluster_class: type, s3_endpoint: str) -> dict:
                 record["killed_worker"] = True
                 break
             time.sleep(0.5)
-        out, err = proc.communicate(timeout=1200)
-        record["grid"] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        record["grid"] = finish(proc)
         record["grid_name"] = grid
         record["grid_show"] = json.loads(dvc("exp", "show", "--json", cwd=repo).stdout)
         # On the S3 remote (moto, empty): one valid trial and one invalid value.
