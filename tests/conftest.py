@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import runpy
 import shlex
+import shutil
 import struct
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from filelock import FileLock
 
 from fmnist_dvc.download import download_all
 from fmnist_dvc.idx import UBYTE, read_pair
@@ -229,6 +232,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(module(item), len(rank)))  # stable: order kept within
+
+
+@pytest.fixture(scope="session")
+def two_branches(tmp_path_factory: pytest.TempPathFactory, debian_dir: Path) -> tuple[Path, dict]:
+    """The main/short project of tests.dvcrepo.build_two_branches, built once per test run: the
+    xdist workers share the run's base directory, and a file lock lets one build while the
+    others wait. Users copy it (copy_project) before they change anything."""
+    from tests.dvcrepo import build_two_branches
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # this run's directory, above each worker's own
+    repo, record = base / "two-branches" / "repo", base / "two-branches" / "record.json"
+    with FileLock(str(base / "two-branches.lock")):
+        if not record.is_file():
+            shutil.rmtree(repo, ignore_errors=True)  # a build that failed on another worker
+            repo.mkdir(parents=True)
+            record.write_text(json.dumps(build_two_branches(repo)))
+    return repo, json.loads(record.read_text())
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import yaml
 
 from fmnist_dvc.offline_plots import build_template
 from tests.conftest import REPO_ROOT, require, write_params
+from tests.s3 import BUCKET
 
 BIN = Path(sys.executable).parent
 TEMPLATE = Path("build/plots-template.html")
@@ -73,6 +74,47 @@ def new_project(repo: Path) -> Path:
     use_offline_template(repo)
     drop_export_stage(repo)
     return repo
+
+
+def build_two_branches(repo: Path) -> dict:
+    """Branch main: a small run (2,000 images, 2 epochs), then a no-op and a forced repro; branch
+    short: the same with 1 epoch, checked out. Returns what each command printed and whether the
+    reruns kept every output. test_pipeline and test_collaboration each work on a copy."""
+    new_project(repo)
+    set_params(repo, {"preprocess.train_limit": 2000, "train.epochs": 2})
+    run(["git", "init", "-q", "-b", "main"], repo)
+    # The project commits no S3 bucket (bucket names are global): a team adds its own, as here.
+    dvc("remote", "add", "s3", f"s3://{BUCKET}/cache", cwd=repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "small run"], repo)
+
+    record: dict = {"first": dvc("repro", cwd=repo).stdout}
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "results of the small run"], repo)
+    lock = (repo / "dvc.lock").read_bytes()
+    timeless_lock = lock_without_timing(repo)
+    model_mtime = (repo / "models/model.keras").stat().st_mtime_ns
+    record["noop"] = dvc("repro", cwd=repo).stdout
+    record["noop_kept_lock"] = (repo / "dvc.lock").read_bytes() == lock
+    record["noop_kept_model"] = (repo / "models/model.keras").stat().st_mtime_ns == model_mtime
+    record["status"] = dvc("status", cwd=repo).stdout
+    metrics = (repo / "metrics/evaluate.json").read_bytes()
+    record["forced"] = dvc("repro", "-f", cwd=repo).stdout
+    record["forced_same_lock"] = lock_without_timing(repo) == timeless_lock
+    record["forced_same_metrics"] = (repo / "metrics/evaluate.json").read_bytes() == metrics
+
+    run(["git", "checkout", "-qb", "short"], repo)
+    set_params(repo, {"train.epochs": 1})
+    record["short"] = dvc("repro", cwd=repo).stdout
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "one epoch"], repo)
+    return record
+
+
+def copy_project(built: Path, dest: Path) -> Path:
+    """A copy of a built project, its git history and DVC cache included, for one test module."""
+    shutil.copytree(built, dest, symlinks=True)
+    return dest
 
 
 def drop_export_stage(repo: Path) -> None:

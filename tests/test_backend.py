@@ -6,7 +6,6 @@ test process runs on TensorFlow.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -97,26 +96,22 @@ def test_jax_backend_trains_reproducibly_resumes_and_its_model_loads_in_tensorfl
         },
     )
     # 800 images make 15 batches an epoch, the last one short, in 3 executions of 5. With 2 per
-    # compiled call each execution is two scanned calls and one plain step: 12 + 3 batches an
-    # epoch. The 200 validation images make 4 batches, the last short: one scanned call and two
-    # plain steps. Keras' own loop (a step per call) gives the same bits, validation logs included.
-    runs = {}
-    for name, group in (("a", "2"), ("keras", "keras")):
-        stdout = _jax_train(params_file, prepared, tmp_path / name / "out", group=group)
-        # train.backend alone switched it: Keras says so, and the weights it trained are JAX arrays.
-        assert "keras backend: jax" in stdout
+    # compiled call each execution is two scanned calls and one plain step: 4 + 1 batches each,
+    # 12 + 3 an epoch. The 200 validation images make 4 batches, the last short: one scanned
+    # call and two plain steps. The grouped run is killed after epoch 2 and started again, so
+    # its second process trains one epoch; Keras' own loop (a step per call) trains all three.
+    # The two end with the same bits, model file and logs, validation logs included.
+    grouped, keras_loop = tmp_path / "a" / "out", tmp_path / "keras" / "out"
+    _jax_train(params_file, prepared, grouped, crash=1)
+    resumed = _jax_train(params_file, prepared, grouped)
+    assert "resuming after epoch 2 of 3" in resumed
+    assert "train batches grouped 12 single 3" in resumed and "test batches grouped 2 single 2" in resumed
+    whole = _jax_train(params_file, prepared, keras_loop, group="keras")
+    assert "train batches grouped - single -" in whole and "test batches grouped - single -" in whole
+    for stdout in (resumed, whole):  # train.backend alone switched it: Keras says so,
+        assert "keras backend: jax" in stdout  # and the weights it trained are JAX arrays
         assert "weights are jax.Array: True" in stdout, stdout
-        keras_loop = group == "keras"
-        assert ("train batches grouped " + ("- single -" if keras_loop else "36 single 9")) in stdout
-        assert ("test batches grouped " + ("- single -" if keras_loop else "6 single 6")) in stdout
-        runs[name] = _outputs(tmp_path / name / "out")
-    assert runs["a"] == runs["keras"]  # bit-identical, model file and logs, from two step loops
-
-    # Killed after epoch 2 and started again: picks up there and ends the same.
-    crashed = tmp_path / "crashed" / "out"
-    _jax_train(params_file, prepared, crashed, crash=1)
-    assert "resuming after epoch 2 of 3" in _jax_train(params_file, prepared, crashed)
-    assert _outputs(crashed) == runs["a"]
+    assert _outputs(grouped) == _outputs(keras_loop)
 
     # The model file is Keras', not JAX's: TensorFlow (evaluate, fmnist predict) reads it and
     # predicts what JAX predicted, up to float rounding.
@@ -128,7 +123,7 @@ def test_jax_backend_trains_reproducibly_resumes_and_its_model_loads_in_tensorfl
     # And it really is another backend: the same run (same params file, seed and data) with only
     # train.backend changed gives other weights. TensorFlow's runs are bit-reproducible
     # (tests/test_training.py), so had the switch done nothing, these would be equal.
-    tf_params = dataclasses.replace(load_section("train", TrainParams, params_file), backend="tensorflow")
+    tf_params = load_section("train", TrainParams, params_file).replace(backend="tensorflow")
     tf_model = train(tf_params, 3, prepared, tmp_path / "tf" / "models", tmp_path / "tf" / "live")
     pairs = list(zip(tf_model.get_weights(), model.get_weights(), strict=True))
     assert all(a.shape == b.shape for a, b in pairs)
@@ -163,8 +158,8 @@ def test_a_backend_or_thread_count_this_process_cannot_give_is_an_error(
     # once TensorFlow has run an op the count is fixed. (JAX need not be installed for this.)
     tf.constant(1.0).numpy()
     with pytest.raises(PipelineError, match="Keras already runs on 'tensorflow'"):
-        train(dataclasses.replace(SEED, backend="jax"), 0, prepared, tmp_path / "m", tmp_path / "l")
+        train(SEED.replace(backend="jax"), 0, prepared, tmp_path / "m", tmp_path / "l")
     other = SEED.threads + 1
     with pytest.raises(PipelineError, match=rf"train\.threads is {other} but TensorFlow already runs with"):
-        train(dataclasses.replace(SEED, threads=other), 0, prepared, tmp_path / "m", tmp_path / "l")
+        train(SEED.replace(threads=other), 0, prepared, tmp_path / "m", tmp_path / "l")
     assert not (tmp_path / "m").exists() and not (tmp_path / "l").exists()

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.dvcrepo import BIN, TEMPLATE, dvc, new_project, run, set_params, stages_run
+from tests.dvcrepo import BIN, TEMPLATE, copy_project, dvc, run, set_params, stages_run
 from tests.s3 import BUCKET, GOOD_KEYS, aws_env, require_module, s3_client
 
 EXPERIMENT = "epoch1-batch64"
@@ -168,7 +168,10 @@ def s3_files(endpoint: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def collab(
-    tmp_path_factory: pytest.TempPathFactory, debian_dir: Path, s3_endpoint: str, auth_s3_endpoint: str
+    tmp_path_factory: pytest.TempPathFactory,
+    two_branches: tuple[Path, dict],
+    s3_endpoint: str,
+    auth_s3_endpoint: str,
 ) -> dict:
     """A pushes main (2 epochs), short (1 epoch), an experiment and its run cache; B pulls from S3,
     C from the local remote, D uses the run cache; then failed pushes and pulls in C."""
@@ -179,40 +182,27 @@ def collab(
     s3 = aws_env(s3_endpoint, GOOD_KEYS, empty)
     record: dict = {"root": root, "storage": storage, "s3": s3_endpoint}
 
-    # --- A: the first collaborator -----------------------------------------------------------
+    # --- A: the first collaborator, with both branches built (conftest's two_branches) ------
     run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], root)
-    a = record["A"] = new_project(root / "A")
-    set_params(a, {"preprocess.train_limit": 2000, "train.epochs": 2})
-    run(["git", "init", "-q", "-b", "main"], a)
-    # The project commits no S3 bucket (bucket names are global): a team adds its own, as here.
-    dvc("remote", "add", "s3", f"s3://{BUCKET}/cache", cwd=a)
-    run(["git", "remote", "add", "origin", str(origin)], a)
-    run(["git", "add", "-A"], a)
-    run(["git", "commit", "-qm", "small run"], a)
-    record["A_repro"] = dvc("repro", cwd=a).stdout
-    run(["git", "add", "-A"], a)
-    run(["git", "commit", "-qm", "results of the small run"], a)
-    record["main_model"] = md5(a / "models/model.keras")
-    run(["git", "push", "-q", "origin", "main"], a)
-    record["A_push_s3"] = dvc_with(s3, "push", "-r", "s3", cwd=a).stdout
-    record["A_push_local"] = dvc("push", cwd=a).stdout
-
-    run(["git", "checkout", "-qb", "short"], a)
-    set_params(a, {"train.epochs": 1})
-    record["A_short_repro"] = dvc("repro", cwd=a).stdout
-    run(["git", "add", "-A"], a)
-    run(["git", "commit", "-qm", "one epoch"], a)
+    built, shared = two_branches
+    a = record["A"] = copy_project(built, root / "A")  # on branch short
+    record["A_short_repro"] = shared["short"]
     record["short_model"] = md5(a / "models/model.keras")
-    run(["git", "push", "-q", "origin", "short"], a)
-    dvc_with(s3, "push", "-r", "s3", cwd=a)
+    run(["git", "remote", "add", "origin", str(origin)], a)
+    run(["git", "push", "-q", "origin", "main", "short"], a)
+    record["A_push_s3"] = dvc_with(s3, "push", "-r", "s3", "--all-branches", cwd=a).stdout
+    # The relative local remote, branch by branch: `push --all-branches` would resolve its url
+    # against "/" (treeverse/dvc#10054, as in test_exp_pull_with_data_finds_the_relative_local_remote).
     dvc("push", cwd=a)
+    run(["git", "checkout", "-q", "main"], a)
+    dvc("checkout", cwd=a)
+    record["main_model"] = md5(a / "models/model.keras")
+    record["A_push_local"] = dvc("push", cwd=a).stdout
     record["s3_files"] = s3_files(s3_endpoint)
     record["local_files"] = files_under(storage)
 
     # An experiment on main, shared through the git remote and the S3 remote. (Not the local one:
     # see test_exp_pull_with_data_finds_the_relative_local_remote, a strict xfail.)
-    run(["git", "checkout", "-q", "main"], a)
-    dvc("checkout", cwd=a)
     record["A_exp_run"] = dvc(
         "exp", "run", "-n", EXPERIMENT, "-S", "train.epochs=1", "-S", "train.batch_size=64", cwd=a
     ).stdout

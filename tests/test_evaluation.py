@@ -1,4 +1,3 @@
-import dataclasses
 import json
 from pathlib import Path
 
@@ -50,7 +49,7 @@ def test_evaluate_writes_metrics_and_plot_data_for_the_real_test_images(
 ) -> None:
     prepare(small_raw_dir, tmp_path / "prepared", val_fraction=0.2, train_limit=None, seed=0)
     seed = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
-    params = dataclasses.replace(seed, epochs=2, batch_size=64)
+    params = seed.replace(epochs=2, batch_size=64)
     train(params, 0, tmp_path / "prepared", tmp_path / "models", tmp_path / "live")
     plots = tmp_path / "metrics" / "test"
     test = evaluate(

@@ -4,7 +4,6 @@ models (the seed MLP and a small CNN, briefly trained on real images), checked a
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -36,9 +35,9 @@ def exported(
 ) -> dict:
     """The seed MLP (2 epochs) or a small CNN (1 epoch) trained on 1,000 real images, exported."""
     params = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
-    params = dataclasses.replace(params, model=request.param, epochs=2 if request.param == "mlp" else 1)
+    params = params.replace(model=request.param, epochs=2 if request.param == "mlp" else 1)
     if request.param == "cnn":
-        params = dataclasses.replace(params, cnn=dataclasses.replace(params.cnn, blocks=[[8], [16]]))
+        params = params.replace(cnn=params.cnn.replace(blocks=[[8], [16]]))
     root = tmp_path_factory.mktemp(f"export-{request.param}")
     keras.backend.clear_session()
     train(params, 1, prepared, root / "models", root / "live")

@@ -1,5 +1,3 @@
-import dataclasses
-
 import keras
 import numpy as np
 
@@ -24,14 +22,12 @@ def test_default_cnn_is_the_280k_conv_bn_relu_net() -> None:
 def test_build_model_follows_train_model() -> None:
     params = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
     assert build_model(params).name == "seed_mlp"
-    assert build_model(dataclasses.replace(params, model="cnn")).name == "cnn"
+    assert build_model(params.replace(model="cnn")).name == "cnn"
 
 
 def test_flatten_head_keeps_positions_and_dense_layers_follow_dropout() -> None:
     params = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
-    cnn = dataclasses.replace(
-        params.cnn, blocks=[[8], [16]], head="flatten", dense_units=[32], bn_momentum=0.6
-    )
+    cnn = params.cnn.replace(blocks=[[8], [16]], head="flatten", dense_units=[32], bn_momentum=0.6)
     model = build_cnn(cnn)
     flatten = next(layer for layer in model.layers if isinstance(layer, keras.layers.Flatten))
     assert flatten.output.shape == (None, 14 * 14 * 16)
@@ -46,8 +42,8 @@ def test_flatten_head_keeps_positions_and_dense_layers_follow_dropout() -> None:
 
 def test_pool_after_conv_moves_pooling_before_batch_norm_with_the_same_weights() -> None:
     cnn = load_section("train", TrainParams, REPO_ROOT / "params.yaml").cnn
-    late = build_cnn(dataclasses.replace(cnn, blocks=[[8], [16, 16], [32]]))
-    early = build_cnn(dataclasses.replace(cnn, blocks=[[8], [16, 16], [32]], pool="after_conv"))
+    late = build_cnn(cnn.replace(blocks=[[8], [16, 16], [32]]))
+    early = build_cnn(cnn.replace(blocks=[[8], [16, 16], [32]], pool="after_conv"))
     kinds = [type(layer).__name__ for layer in early.layers[2:]]  # after the scaling and Reshape
     assert kinds[:9] == [
         "Conv2D", "MaxPooling2D", "BatchNormalization", "ReLU",
@@ -63,5 +59,5 @@ def test_models_take_raw_pixels_and_scale_them_exactly_as_division_by_255() -> N
     params = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
     pixels = np.arange(256, dtype=np.float32).reshape(1, 16, 16)
     assert np.asarray(pixel_scaling()(pixels)).tobytes() == (pixels / np.float32(255)).tobytes()
-    for model in (build_model(params), build_model(dataclasses.replace(params, model="cnn"))):
+    for model in (build_model(params), build_model(params.replace(model="cnn"))):
         assert isinstance(model.layers[0], keras.layers.Normalization) and not model.layers[0].weights

@@ -1,7 +1,8 @@
 """End to end: the real pipeline under real DVC in a temporary git repository, on a real subset.
 
-One module-scoped project does everything that changes state, in order, and records what
-each command printed; the tests then check those records and the repository left behind.
+The main/short project is built once per test run (conftest's `two_branches`, which
+test_collaboration shares) with what each command printed; this module checks those records
+and works on its own copy of the repository.
 """
 
 from __future__ import annotations
@@ -17,40 +18,14 @@ import numpy as np
 import pytest
 
 from tests.browser import plots_without_chart, rendered_dom, script_errors
-from tests.dvcrepo import BIN, dvc, lock_without_timing, new_project, run, set_params, stages_run
+from tests.dvcrepo import BIN, copy_project, dvc, run, stages_run
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory, debian_dir: Path) -> dict:
+def project(two_branches: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Branch main: a small run (2,000 images, 2 epochs); branch short: the same with 1 epoch."""
-    repo = new_project(tmp_path_factory.mktemp("e2e") / "repo")
-    set_params(repo, {"preprocess.train_limit": 2000, "train.epochs": 2})
-    run(["git", "init", "-q", "-b", "main"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "small run"], repo)
-
-    record = {"repo": repo}
-    record["first"] = dvc("repro", cwd=repo).stdout
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "results of the small run"], repo)
-    lock = (repo / "dvc.lock").read_bytes()
-    timeless_lock = lock_without_timing(repo)
-    model_mtime = (repo / "models/model.keras").stat().st_mtime_ns
-    record["noop"] = dvc("repro", cwd=repo).stdout
-    record["noop_kept_lock"] = (repo / "dvc.lock").read_bytes() == lock
-    record["noop_kept_model"] = (repo / "models/model.keras").stat().st_mtime_ns == model_mtime
-    record["status"] = dvc("status", cwd=repo).stdout
-    metrics = (repo / "metrics/evaluate.json").read_bytes()
-    record["forced"] = dvc("repro", "-f", cwd=repo).stdout
-    record["forced_same_lock"] = lock_without_timing(repo) == timeless_lock
-    record["forced_same_metrics"] = (repo / "metrics/evaluate.json").read_bytes() == metrics
-
-    run(["git", "checkout", "-qb", "short"], repo)
-    set_params(repo, {"train.epochs": 1})
-    record["short"] = dvc("repro", cwd=repo).stdout
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "one epoch"], repo)
-    return record
+    built, record = two_branches
+    return {**record, "repo": copy_project(built, tmp_path_factory.mktemp("e2e") / "repo")}
 
 
 def test_repro_builds_every_output(project: dict) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import gzip
 import io
 import os
@@ -32,7 +31,7 @@ def trained(prepared: Path, small_raw_dir: Path, tmp_path_factory: pytest.TempPa
     if not FMNIST.is_file():
         pytest.fail(f"{FMNIST} is missing: run pip install -e '.[dev]' to install the console command")
     root = tmp_path_factory.mktemp("predict")
-    params = dataclasses.replace(load_section("train", TrainParams, REPO_ROOT / "params.yaml"), epochs=2)
+    params = load_section("train", TrainParams, REPO_ROOT / "params.yaml").replace(epochs=2)
     keras.backend.clear_session()
     train(params, 1, prepared, root / "models", root / "live")
     images, _ = read_pair(small_raw_dir / "t10k-images-idx3-ubyte", small_raw_dir / "t10k-labels-idx1-ubyte")

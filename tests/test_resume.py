@@ -6,7 +6,6 @@ kills a real `dvc repro` with SIGKILL instead.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -75,16 +74,14 @@ def _run(params: TrainParams, data: Path, out: Path, crash_after: int | None = N
         # One-cycle AdamW with augmentation; a huge rate makes early stopping end it early.
         {
             "model": "cnn",
-            "cnn": dataclasses.replace(SEED.cnn, blocks=[[4], [8]]),
+            "cnn": SEED.cnn.replace(blocks=[[4], [8]]),
             "optimizer": "adamw",
             "weight_decay": 0.01,
             "schedule": "one_cycle",
             "learning_rate": 3.0,
             "epochs": 12,
             "patience": 1,
-            "augment": dataclasses.replace(
-                SEED.augment, flip=dataclasses.replace(SEED.augment.flip, enabled=True)
-            ),
+            "augment": SEED.augment.replace(flip=SEED.augment.flip.replace(enabled=True)),
         },
     ],
     ids=["mlp-step", "mlp-sgd-ema", "cnn-onecycle-earlystop"],
@@ -92,7 +89,7 @@ def _run(params: TrainParams, data: Path, out: Path, crash_after: int | None = N
 def test_a_resumed_run_ends_byte_identical_to_an_uninterrupted_one(
     prepared: Path, tmp_path: Path, overrides: dict
 ) -> None:
-    params = dataclasses.replace(SEED, batch_size=64, **overrides)
+    params = SEED.replace(batch_size=64, **overrides)
     _run(params, prepared, tmp_path / "straight" / "out")
     assert not (tmp_path / "straight" / "resume").exists()  # removed once the outputs are written
     straight = _outputs(tmp_path / "straight" / "out")
@@ -117,10 +114,10 @@ def test_a_resumed_run_ends_byte_identical_to_an_uninterrupted_one(
 def test_a_snapshot_of_other_params_is_ignored(
     prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    params = dataclasses.replace(SEED, batch_size=64, epochs=3)
+    params = SEED.replace(batch_size=64, epochs=3)
     with pytest.raises(Crash):
         _run(params, prepared, tmp_path / "out", crash_after=0)
-    _run(dataclasses.replace(params, learning_rate=0.002), prepared, tmp_path / "out")
+    _run(params.replace(learning_rate=0.002), prepared, tmp_path / "out")
     out = capsys.readouterr().out
     assert "it is from another run" in out and "resuming" not in out
     loss = (tmp_path / "out/live/plots/metrics/train/loss.tsv").read_text().splitlines()
@@ -175,7 +172,7 @@ def test_dvc_repro_killed_during_training_resumes_and_ends_the_same(tmp_path: Pa
 def test_an_unusable_snapshot_is_ignored_and_training_starts_over(
     prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    params = dataclasses.replace(SEED, batch_size=64, epochs=2)
+    params = SEED.replace(batch_size=64, epochs=2)
     _run(params, prepared, tmp_path / "straight" / "out")
     with pytest.raises(Crash):
         _run(params, prepared, tmp_path / "broken" / "out", crash_after=0)

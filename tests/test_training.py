@@ -1,4 +1,3 @@
-import dataclasses
 import itertools
 from pathlib import Path
 
@@ -47,7 +46,7 @@ def test_learning_rate_drops_tenfold_from_epoch_15() -> None:
 
 
 def _quick_params(**overrides: object) -> TrainParams:
-    return dataclasses.replace(SEED, **{"epochs": 3, "lr_drop_epoch": 1, "batch_size": 64, **overrides})
+    return SEED.replace(**{"epochs": 3, "lr_drop_epoch": 1, "batch_size": 64, **overrides})
 
 
 def _tsv(path: Path) -> list[float]:

@@ -1,19 +1,16 @@
 """params.yaml as one typed section per stage, and its faults as one line that names the key.
 
-Frozen pydantic dataclasses, so `dataclasses.replace` re-validates. Strictness sits on each leaf
-type (YAML's `yes` is not 1, nor '32' 32): strict mode would refuse nested sections as mappings.
+Strict pydantic models: YAML's `yes` is not 1, nor '32' 32; an int is taken as a float.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError, model_validator
-from pydantic.dataclasses import dataclass
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from fmnist_dvc.errors import PipelineError
@@ -21,7 +18,7 @@ from fmnist_dvc.tta import Tta
 from fmnist_dvc.yamlfile import read_mapping
 
 PARAMS_FILE = Path("params.yaml")
-Section = TypeVar("Section")
+Section = TypeVar("Section", bound="Params")
 
 
 def _exact_int(value: Any) -> Any:
@@ -31,52 +28,51 @@ def _exact_int(value: Any) -> Any:
     return value
 
 
-Int, Bool, Str = Annotated[int, Strict()], Annotated[bool, Strict()], Annotated[str, Strict()]
-Float = Annotated[float, Strict()]  # an int is taken as a float; a bool or a string is not
-Unit = Annotated[Float, Field(ge=0, lt=1)]  # [0, 1): dropouts, momenta, smoothing
-AtLeast1 = Annotated[Int, Field(ge=1)]
-_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
+Unit = Annotated[float, Field(ge=0, lt=1)]  # [0, 1): dropouts, momenta, smoothing
+AtLeast1 = Annotated[int, Field(ge=1)]
 
 
-@dataclass(frozen=True, config=_CONFIG)
-class DownloadParams:
-    sources: Annotated[list[Str], Field(min_length=1)]
-    timeout: Annotated[Float, Field(gt=0)]  # seconds
+class Params(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+    def replace(self: Section, **changes: Any) -> Section:
+        """A copy with `changes`, validated again (pydantic's model_copy would not check them)."""
+        return type(self).model_validate({**dict(self), **changes})
+
+
+class DownloadParams(Params):
+    sources: Annotated[list[str], Field(min_length=1)]
+    timeout: Annotated[float, Field(gt=0)]  # seconds
     retries: AtLeast1
 
 
-@dataclass(frozen=True, config=_CONFIG)
-class PreprocessParams:
-    val_fraction: Annotated[Float, Field(gt=0, lt=1)]
-    train_limit: Annotated[Int | None, Field(ge=20, description="null = all images")]
+class PreprocessParams(Params):
+    val_fraction: Annotated[float, Field(gt=0, lt=1)]
+    train_limit: Annotated[int | None, Field(ge=20, description="null = all images")]
 
 
-@dataclass(frozen=True, config=_CONFIG)
-class EvaluateParams:
+class EvaluateParams(Params):
     tta: Tta
 
 
-@dataclass(frozen=True, config=_CONFIG)
-class ExportParams:
+class ExportParams(Params):
     formats: Annotated[list[Literal["onnx", "tflite"]], Field(min_length=1)]
-    min_agreement: Annotated[Float, Field(ge=0, le=1, description="share of test images")]
-    max_abs_diff: Annotated[Float, Field(ge=0)]
+    min_agreement: Annotated[float, Field(ge=0, le=1, description="share of test images")]
+    max_abs_diff: Annotated[float, Field(ge=0)]
 
 
-@dataclass(frozen=True, config=_CONFIG)
-class MlpParams:
+class MlpParams(Params):
     hidden_units: Annotated[list[AtLeast1], Field(min_length=1)]
     dropout: Unit
 
 
-@dataclass(frozen=True, config=_CONFIG)
-class CnnParams:
+class CnnParams(Params):
     blocks: Annotated[
         list[Annotated[list[AtLeast1], Field(min_length=1)]],
         Field(min_length=1, max_length=3, description="28x28 images halve to 7x7 after two poolings"),
     ]
     kernel_size: Annotated[Literal[1, 3, 5, 7], BeforeValidator(_exact_int)]
-    batch_norm: Bool
+    batch_norm: bool
     head: Literal["gap", "flatten"]
     dense_units: list[AtLeast1]
     dropout: Unit
@@ -84,63 +80,54 @@ class CnnParams:
     pool: Literal["after_block", "after_conv"]
 
 
-@dataclass(frozen=True, config=_CONFIG)
-class FlipParams:
-    enabled: Bool
+class Toggle(Params):  # an augmentation: on or off, and its own settings
+    enabled: bool
 
 
-@dataclass(frozen=True, config=_CONFIG)
-class TranslateParams:
-    enabled: Bool
-    pixels: Annotated[Int, Field(ge=0, le=8)]
+class TranslateParams(Toggle):
+    pixels: Annotated[int, Field(ge=0, le=8)]
 
 
-@dataclass(frozen=True, config=_CONFIG)
-class EraseParams:
-    enabled: Bool
-    size: Annotated[Int, Field(ge=1, le=28)]
-    probability: Annotated[Float, Field(ge=0, le=1)]
+class EraseParams(Toggle):
+    size: Annotated[int, Field(ge=1, le=28)]
+    probability: Annotated[float, Field(ge=0, le=1)]
 
 
-@dataclass(frozen=True, config=_CONFIG)
-class ZoomParams:
-    enabled: Bool
-    factor: Annotated[Float, Field(ge=0, lt=0.5)]
+class ZoomParams(Toggle):
+    factor: Annotated[float, Field(ge=0, lt=0.5)]
 
 
-@dataclass(frozen=True, config=_CONFIG)
-class AugmentParams:
-    flip: FlipParams
+class AugmentParams(Params):
+    flip: Toggle
     translate: TranslateParams
     erase: EraseParams
     zoom: ZoomParams
 
     @property
     def any_enabled(self) -> bool:
-        return any(getattr(self, f.name).enabled for f in dataclasses.fields(self))
+        return any(section.enabled for _, section in self)
 
 
-@dataclass(frozen=True, config=_CONFIG)
-class TrainParams:
+class TrainParams(Params):
     model: Literal["mlp", "cnn"]
     mlp: MlpParams
     cnn: CnnParams
     augment: AugmentParams
     optimizer: Literal["adam", "adamw", "sgd"]
-    learning_rate: Annotated[Float, Field(gt=0)]
-    weight_decay: Annotated[Float, Field(ge=0)]
+    learning_rate: Annotated[float, Field(gt=0)]
+    weight_decay: Annotated[float, Field(ge=0)]
     momentum: Unit
     ema: Annotated[Unit, Field(description="0 = off")]
     schedule: Literal["step", "one_cycle", "cosine"]
-    lr_drop_epoch: Annotated[Int, Field(ge=0)]
-    lr_drop_factor: Annotated[Float, Field(gt=0, le=1)]
+    lr_drop_epoch: Annotated[int, Field(ge=0)]
+    lr_drop_factor: Annotated[float, Field(gt=0, le=1)]
     warmup_fraction: Unit
     label_smoothing: Unit
     epochs: AtLeast1
     batch_size: AtLeast1
     patience: AtLeast1
     steps_per_execution: AtLeast1
-    threads: Annotated[Int, Field(ge=0, description="0 = one per CPU core")]
+    threads: Annotated[int, Field(ge=0, description="0 = one per CPU core")]
     backend: Literal["tensorflow", "jax"]
 
     @model_validator(mode="after")
@@ -175,12 +162,12 @@ def load_seed(path: Path = PARAMS_FILE) -> int:
 def load_section(name: str, cls: type[Section], path: Path = PARAMS_FILE) -> Section:
     """Read one section into its class: unknown, missing or mistyped keys are errors."""
     try:
-        return TypeAdapter(cls).validate_python(read_params(path).get(name))
+        return cls.model_validate(read_params(path).get(name))
     except ValidationError as exc:
         raise PipelineError(_one_line(exc, name, cls, path)) from None
 
 
-_UNKNOWN = ("unexpected_keyword_argument", "invalid_key")
+_UNKNOWN = ("extra_forbidden", "invalid_key")
 
 
 def _one_line(exc: ValidationError, section: str, cls: type, path: Path) -> str:
@@ -192,21 +179,21 @@ def _one_line(exc: ValidationError, section: str, cls: type, path: Path) -> str:
     key = ".".join(map(str, [section, *loc]))
     owner = cls  # the section that holds loc[-1]
     for part in loc[:-1]:
-        field = owner.__pydantic_fields__.get(part)
-        if field is None or not dataclasses.is_dataclass(field.annotation):
+        field = owner.model_fields.get(part)
+        if not (field and isinstance(field.annotation, type) and issubclass(field.annotation, Params)):
             break
         owner = field.annotation
     if error["type"] in _UNKNOWN:
-        valid = [f.name for f in dataclasses.fields(owner)]
+        valid = list(owner.model_fields)
         near = difflib.get_close_matches(str(loc[-1]), valid, n=1)
         guess = f"did you mean '{key.rpartition('.')[0]}.{near[0]}'? " if near else ""
         return f"{path}: unknown key '{key}'; {guess}valid keys: {', '.join(valid)}."
     if error["type"] == "missing":
         return f"{path}: key '{key}' is missing; add it to params.yaml."
-    if error["type"] == "dataclass_type":
+    if error["type"] == "model_type":
         return f"{path}: '{key}:' is missing or not a mapping."
     rule = re.sub(r"^(Input|List) should", "should", error["msg"].replace(" after validation", ""))
-    field = owner.__pydantic_fields__.get(loc[-1])
+    field = owner.model_fields.get(loc[-1])
     hint = field.description if field else None
     got = f"got {ctx.get('value', error['input'])!r}"
     return f"{path}: {key} {rule} ({f'{hint}; ' if hint else ''}{got}); fix it in params.yaml."

@@ -9,7 +9,6 @@ library versions); a snapshot from any other run is ignored, never half-applied.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -38,7 +37,7 @@ _EARLY_STOPPING_FIELDS = ("wait", "stopped_epoch", "best", "best_epoch")
 def fingerprint(params: TrainParams, seed: int, data_dir: Path) -> str:
     """A digest of every input that shapes training: a snapshot is only valid for the same one."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({"params": dataclasses.asdict(params), "seed": seed}, sort_keys=True).encode())
+    digest.update(json.dumps({"params": params.model_dump(), "seed": seed}, sort_keys=True).encode())
     versions = [("tensorflow", tf.__version__), ("keras", keras.__version__), ("numpy", np.__version__)]
     if keras.backend.backend() == "jax":
         import jax
