@@ -29,7 +29,6 @@ prints one markdown table: the median, min and max of each figure over the N rou
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -64,11 +63,11 @@ def _params(model: str, epochs: int, steps_per_execution: int | None):
     if model == "cnn":  # the fast CNN preset, without augmentation (the naive loop has none)
         preset = yaml.safe_load((ROOT / "presets/cnn-fast.yaml").read_text())["train"]
         flat = {k: v for k, v in preset.items() if k not in ("cnn", "augment")}
-        params = dataclasses.replace(params, cnn=dataclasses.replace(params.cnn, **preset["cnn"]), **flat)
+        params = params.replace(cnn=params.cnn.replace(**preset["cnn"]), **flat)
     changes = {"epochs": epochs, "patience": 10_000}
     if steps_per_execution is not None:
         changes["steps_per_execution"] = steps_per_execution
-    return dataclasses.replace(params, **changes)
+    return params.replace(**changes)
 
 
 def _digest(model) -> str:
@@ -112,7 +111,7 @@ def worker(kind: str, model_name: str, epochs: int, spe: int | None, backend: st
     from fmnist_dvc.training import compile_model, execution_steps, set_seed, train
 
     seed = 42
-    params = dataclasses.replace(_params(model_name, epochs, spe), backend=backend)
+    params = _params(model_name, epochs, spe).replace(backend=backend)
     clock = epoch_clock()
     n_train = len(load_split(PREPARED, "train")[1])
     steps = batches_per_epoch(n_train, params.batch_size)
@@ -125,7 +124,7 @@ def worker(kind: str, model_name: str, epochs: int, spe: int | None, backend: st
         x, xv = x.astype("float32"), xv.astype("float32")  # the model scales the pixels
         y, yv = keras.utils.to_categorical(y, 10), keras.utils.to_categorical(yv, 10)
         model = build_model(params)
-        naive = dataclasses.replace(params, steps_per_execution=1)
+        naive = params.replace(steps_per_execution=1)
         compile_model(model, naive, steps_per_epoch=steps)
         start = time.perf_counter()
         model.fit(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import dataclasses
 import sys
 import tempfile
 import time
@@ -43,7 +42,7 @@ def profile(pool: str | None) -> tuple[float, collections.Counter, collections.C
 
     params = _params("cnn", 3, None)
     if pool:
-        params = dataclasses.replace(params, cnn=dataclasses.replace(params.cnn, pool=pool))
+        params = params.replace(cnn=params.cnn.replace(pool=pool))
     set_threads(params.threads)
     set_seed(42)
     x, y = load_split(PREPARED, "train")

@@ -8,9 +8,7 @@ and works on its own copy of the repository.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -60,31 +58,9 @@ def test_forced_rerun_reproduces_every_output_byte_for_byte(project: dict) -> No
 
 
 def test_a_second_repro_at_the_same_time_is_refused(project: dict) -> None:
-    repo = project["repo"]
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    first = subprocess.Popen(
-        [str(BIN / "dvc"), "repro", "-f", "evaluate"],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while (
-            not (repo / ".dvc/tmp/rwlock").exists()
-            or "evaluate" not in (repo / ".dvc/tmp/rwlock").read_text()
-        ):
-            assert first.poll() is None and time.monotonic() < deadline, "the first repro never took its lock"
-            time.sleep(0.1)
-        second = dvc("repro", cwd=repo, expect=255)  # DVC refuses: the outputs are locked
-        message = (second.stdout + second.stderr).lower()
-        assert "lock" in message or "busy" in message, message
-    finally:
-        out, _ = first.communicate(timeout=300)
-    assert first.returncode == 0, out
-    assert "Data and pipelines are up to date" in dvc("status", cwd=repo).stdout
+    # It met the forced rerun above while that one trained; the forced one still finished.
+    message = project["second"].lower()
+    assert "lock" in message or "busy" in message, message
 
 
 def test_changing_epochs_reruns_only_train_and_evaluate(project: dict) -> None:

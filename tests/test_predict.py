@@ -1,7 +1,10 @@
-"""`fmnist predict`: the installed console command on real test-set images and broken inputs."""
+"""`fmnist predict` on real test-set images and broken inputs: the installed console command
+once, then its main() in this process (TensorFlow is loaded here already; a process per case
+would add only its start-up)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -16,6 +19,7 @@ import pytest
 from PIL import Image
 
 from fmnist_dvc import CLASS_NAMES
+from fmnist_dvc.cli import main
 from fmnist_dvc.idx import read_pair
 from fmnist_dvc.model_io import load_model
 from fmnist_dvc.params import TrainParams, load_section
@@ -41,10 +45,21 @@ def trained(prepared: Path, small_raw_dir: Path, tmp_path_factory: pytest.TempPa
     return {"root": root, "model": root / "models/model.keras", "images": images, "probs": probs}
 
 
-def fmnist(*args: str | Path, cwd: Path, expect: int = 0) -> subprocess.CompletedProcess[str]:
+def fmnist_command(*args: str | Path, cwd: Path, expect: int = 0) -> subprocess.CompletedProcess[str]:
+    """The installed console command, in a process of its own."""
     proc = subprocess.run(
         [str(FMNIST), *map(str, args)], cwd=cwd, capture_output=True, text=True, check=False, env=os.environ
     )
+    assert proc.returncode == expect, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def fmnist(*args: str | Path, cwd: Path, expect: int = 0) -> subprocess.CompletedProcess[str]:
+    """What the console command runs, main(), in this process, its output captured."""
+    argv, out, err = [str(a) for a in args], io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    proc = subprocess.CompletedProcess(["fmnist", *argv], code, out.getvalue(), err.getvalue())
     assert proc.returncode == expect, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc
 
@@ -63,7 +78,9 @@ def test_png_files_get_the_models_own_predictions(trained: dict, tmp_path: Path)
     for i, image in enumerate(trained["images"]):
         Image.fromarray(image).save(folder / f"item{i:02d}.png")
     out = tmp_path / "pred.csv"
-    proc = fmnist("predict", folder, "--model", trained["model"], "--csv", out, "--top-k", "3", cwd=tmp_path)
+    proc = fmnist_command(
+        "predict", folder, "--model", trained["model"], "--csv", out, "--top-k", "3", cwd=tmp_path
+    )
     assert proc.stdout.strip() == f"fmnist: 40 predictions written to {out}"
     rows = read_csv(out)
     assert [Path(r["source"]).name for r in rows] == [f"item{i:02d}.png" for i in range(40)]
