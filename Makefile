@@ -83,10 +83,10 @@ bench: setup
 # fail under CI=true). test-all adds the slow tier (tests/conftest.py, SLOW_MODULES); its three
 # workers on two cores pay off because many slow tests wait on DVC, git, Ray and servers.
 test: $(VENV)/.installed data
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not slow"
 
 test-all: setup
-	$(BIN)/python -m pytest -n 3 --dist loadfile
+	$(BIN)/python -m pytest -n 3 --dist loadfile --no-loadscope-reorder
 
 lint: setup
 	$(BIN)/ruff check .

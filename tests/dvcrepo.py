@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -78,9 +77,9 @@ def new_project(repo: Path) -> Path:
 
 
 def build_two_branches(repo: Path) -> dict:
-    """Branch main: a small run (2,000 images, 2 epochs), then a no-op and a forced repro; branch
+    """Branch main: a small run (2,000 images, 2 epochs), then a repro with nothing to do; branch
     short: the same with 1 epoch, checked out. Returns what each command printed and whether the
-    reruns kept every output. test_pipeline and test_collaboration each work on a copy."""
+    second repro kept every output. test_pipeline and test_collaboration each work on a copy."""
     new_project(repo)
     set_params(repo, {"preprocess.train_limit": 2000, "train.epochs": 2})
     run(["git", "init", "-q", "-b", "main"], repo)
@@ -93,16 +92,11 @@ def build_two_branches(repo: Path) -> dict:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "results of the small run"], repo)
     lock = (repo / "dvc.lock").read_bytes()
-    timeless_lock = lock_without_timing(repo)
     model_mtime = (repo / "models/model.keras").stat().st_mtime_ns
     record["noop"] = dvc("repro", cwd=repo).stdout
     record["noop_kept_lock"] = (repo / "dvc.lock").read_bytes() == lock
     record["noop_kept_model"] = (repo / "models/model.keras").stat().st_mtime_ns == model_mtime
     record["status"] = dvc("status", cwd=repo).stdout
-    metrics = (repo / "metrics/evaluate.json").read_bytes()
-    record["forced"], record["second"] = forced_repro_meets_a_second(repo)
-    record["forced_same_lock"] = lock_without_timing(repo) == timeless_lock
-    record["forced_same_metrics"] = (repo / "metrics/evaluate.json").read_bytes() == metrics
 
     run(["git", "checkout", "-qb", "short"], repo)
     set_params(repo, {"train.epochs": 1})
@@ -110,32 +104,6 @@ def build_two_branches(repo: Path) -> dict:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "one epoch"], repo)
     return record
-
-
-def forced_repro_meets_a_second(repo: Path) -> tuple[str, str]:
-    """`dvc repro -f`, and while it trains a second `dvc repro` (which DVC must refuse, exit 255):
-    what each printed."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    first = subprocess.Popen(
-        [str(BIN / "dvc"), "repro", "-f"],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        rwlock, deadline = repo / ".dvc/tmp/rwlock", time.monotonic() + 300
-        while not (rwlock.exists() and "/models" in rwlock.read_text()):  # train writes models/
-            assert first.poll() is None and time.monotonic() < deadline, (
-                "the forced repro never reached train"
-            )
-            time.sleep(0.1)
-        second = dvc("repro", cwd=repo, expect=255)
-    finally:
-        out, _ = first.communicate(timeout=900)
-    assert first.returncode == 0, out
-    return out, second.stdout + second.stderr
 
 
 def copy_project(built: Path, dest: Path) -> Path:

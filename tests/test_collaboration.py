@@ -260,7 +260,8 @@ def collab(
     record["C_exp_pull_pinned"] = dvc("exp", "pull", "origin", EXPERIMENT, cwd=c).stdout
     record["C_has_exp_model_pinned"] = (c / ".dvc/cache" / exp_object).exists()
     # Each failure gets its own before/after: the workspace files, the cache and `dvc status`.
-    unreachable = aws_env(f"http://127.0.0.1:{closed_port()}", GOOD_KEYS, empty)
+    # botocore's retries only delay the same message here: one attempt each (AWS_MAX_ATTEMPTS).
+    unreachable = {**aws_env(f"http://127.0.0.1:{closed_port()}", GOOD_KEYS, empty), "AWS_MAX_ATTEMPTS": "1"}
     wrong_keys = aws_env(auth_s3_endpoint, WRONG_KEYS, empty)
     record["failures"] = {}
     for name, env in (("unreachable", unreachable), ("wrong keys", wrong_keys)):

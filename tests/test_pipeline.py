@@ -1,14 +1,16 @@
 """End to end: the real pipeline under real DVC in a temporary git repository, on a real subset.
 
 The main/short project is built once per test run (conftest's `two_branches`, which
-test_collaboration shares) with what each command printed; this module checks those records
-and works on its own copy of the repository.
+test_collaboration shares) with what each command printed; this module forces a rerun of main
+in its own copy, then checks those records and the repository left behind.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -16,14 +18,56 @@ import numpy as np
 import pytest
 
 from tests.browser import plots_without_chart, rendered_dom, script_errors
-from tests.dvcrepo import BIN, copy_project, dvc, run, stages_run
+from tests.dvcrepo import BIN, copy_project, dvc, lock_without_timing, run, stages_run
 
 
 @pytest.fixture(scope="module")
 def project(two_branches: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Branch main: a small run (2,000 images, 2 epochs); branch short: the same with 1 epoch."""
+    """Branch main: a small run (2,000 images, 2 epochs), then forced to run again; branch short:
+    the same with 1 epoch, checked out."""
     built, record = two_branches
-    return {**record, "repo": copy_project(built, tmp_path_factory.mktemp("e2e") / "repo")}
+    repo = copy_project(built, tmp_path_factory.mktemp("e2e") / "repo")
+    run(["git", "checkout", "-q", "main"], repo)
+    dvc("checkout", cwd=repo)
+    timeless_lock, metrics = lock_without_timing(repo), (repo / "metrics/evaluate.json").read_bytes()
+    forced, second = forced_repro_meets_a_second(repo)
+    record = {
+        **record,
+        "repo": repo,
+        "forced": forced,
+        "second": second,
+        "forced_same_lock": lock_without_timing(repo) == timeless_lock,
+        "forced_same_metrics": (repo / "metrics/evaluate.json").read_bytes() == metrics,
+    }
+    run(["git", "checkout", "-q", "--force", "short"], repo)  # drop the forced run's timings
+    dvc("checkout", "--force", cwd=repo)
+    return record
+
+
+def forced_repro_meets_a_second(repo: Path) -> tuple[str, str]:
+    """`dvc repro -f`, and while it trains a second `dvc repro` (which DVC must refuse, exit 255):
+    what each printed."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    first = subprocess.Popen(
+        [str(BIN / "dvc"), "repro", "-f"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        rwlock, deadline = repo / ".dvc/tmp/rwlock", time.monotonic() + 300
+        while not (rwlock.exists() and "/models" in rwlock.read_text()):  # train writes models/
+            assert first.poll() is None and time.monotonic() < deadline, (
+                "the forced repro never reached train"
+            )
+            time.sleep(0.1)
+        second = dvc("repro", cwd=repo, expect=255)
+    finally:
+        out, _ = first.communicate(timeout=900)
+    assert first.returncode == 0, out
+    return out, second.stdout + second.stderr
 
 
 def test_repro_builds_every_output(project: dict) -> None:
