@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -396,13 +397,9 @@ def main() -> int:
         results["repeat"] = args.repeat
         results["runs"] = runs
 
-    import tensorflow as tf  # only for its version, after the timings
-
-    results["tensorflow"] = tf.__version__
+    results["tensorflow"] = importlib.metadata.version("tensorflow")  # not imported here: seconds
     if jax:
-        import jax as jax_module
-
-        results["jax"] = jax_module.__version__
+        results["jax"] = importlib.metadata.version("jax")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1) + "\n")
     print(table(results) if args.repeat == 1 else summary_table(results))
