@@ -218,8 +218,9 @@ SLOW_MODULES = {
 }
 
 
-# The longest modules, longest first. `make test-all` runs `pytest -n 3 --dist loadfile`: each
-# module stays on one worker (module fixtures run once), and the workers take them in this order.
+# The longest modules, longest first. `make test-all` runs `pytest -n 3 --dist loadfile
+# --no-loadscope-reorder`: each module stays on one worker (module fixtures run once), and the
+# workers take them in this order (xdist would otherwise sort the modules by their test count).
 LONGEST_FIRST = ["test_sweep", "test_collaboration", "test_pipeline", "test_resume", "test_backend"]
 
 
