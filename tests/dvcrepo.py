@@ -52,6 +52,16 @@ def stages_run(output: str) -> list[str]:
     return re.findall(r"Running stage '(\w+)'", output)
 
 
+def exp_runs(show: list[dict]) -> list[dict]:
+    """Flatten `dvc exp show --json` into one dict per experiment run."""
+    runs = []
+    for baseline in show:
+        for exp in baseline.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                runs.append({"name": rev.get("name"), "error": rev.get("error"), **(rev.get("data") or {})})
+    return runs
+
+
 def set_params(repo: Path, changes: dict[str, object]) -> None:
     write_params(repo, changes, base=repo / "params.yaml")
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.browser import plots_without_chart, rendered_dom, script_errors
-from tests.dvcrepo import BIN, copy_project, dvc, lock_without_timing, run, stages_run
+from tests.dvcrepo import BIN, copy_project, dvc, exp_runs, lock_without_timing, run, stages_run
 
 
 @pytest.fixture(scope="module")
@@ -175,16 +175,6 @@ def test_a_missing_plot_file_is_named_and_the_rest_still_render(project: dict, t
     assert set(plots_without_chart(source, dom)) <= {"confusion", "confusion_normalized"}
     assert 'id = "loss"' in source and 'id = "f1_per_class"' in source
     assert "loss" not in plots_without_chart(source, dom)
-
-
-def exp_runs(show: list[dict]) -> list[dict]:
-    """Flatten `dvc exp show --json` into one dict per experiment run."""
-    runs = []
-    for baseline in show:
-        for exp in baseline.get("experiments") or []:
-            for rev in exp.get("revs") or []:
-                runs.append({"name": rev.get("name"), "error": rev.get("error"), **(rev.get("data") or {})})
-    return runs
 
 
 def test_queued_sweep_runs_each_experiment_with_its_own_metrics(project: dict) -> None:

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from tests.conftest import require
-from tests.dvcrepo import BIN, dvc, new_project, run, set_params
+from tests.dvcrepo import BIN, dvc, exp_runs, new_project, run, set_params
 from tests.s3 import BUCKET, GOOD_KEYS, aws_env, s3_client
 
 pytestmark = pytest.mark.slow
@@ -277,13 +277,7 @@ def test_grid_survives_a_killed_worker_and_matches_local_runs_byte_for_byte(swep
 
 def test_exp_show_lists_every_trial_with_its_params(swept: dict) -> None:
     grid_name = swept["grid_name"]
-    names = {
-        run_["name"]: run_.get("data") or {}
-        for rev in swept["grid_show"]
-        for exp in rev.get("experiments") or []
-        for run_ in exp.get("revs") or []
-        if run_.get("name")
-    }
+    names = {r["name"]: r for r in exp_runs(swept["grid_show"]) if r["name"]}
     for seed in (1, 2):
         assert names[f"{grid_name}-{seed}"]["params"]["params.yaml"]["data"]["seed"] == seed, sorted(names)
     assert f"{grid_name}-3" not in names  # the failed trial pushed nothing
