@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fmnist_dvc import CLASS_NAMES
 from fmnist_dvc.errors import PipelineError
 from fmnist_dvc.prepare import allocate, prepare, stratified_split
 from fmnist_dvc.splits import load_split
@@ -59,3 +60,17 @@ def test_train_limit_takes_a_stratified_subset(raw_dir: Path, tmp_path: Path) ->
 def test_missing_prepared_split_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match=r"train_images.npy not found; run 'dvc repro preprocess'"):
         load_split(tmp_path, "train")
+
+
+def test_the_samples_figure_shows_the_first_images_of_each_class_in_its_row(prepared: Path) -> None:
+    from fmnist_dvc.figures import class_samples, plt
+
+    images, labels = load_split(prepared, "train")
+    fig = class_samples(images, labels, per_class=3)
+    (ax,) = fig.axes
+    mosaic = ax.get_images()[0].get_array()
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(CLASS_NAMES)
+    for c in range(10):
+        for i, index in enumerate(np.flatnonzero(labels == c)[:3]):
+            assert np.array_equal(mosaic[c * 30 : c * 30 + 28, i * 30 : i * 30 + 28], images[index])
+    plt.close(fig)
