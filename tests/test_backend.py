@@ -24,11 +24,12 @@ from tests.catalogue import assert_catalogued_error
 from tests.conftest import REPO_ROOT, stage_args, write_params
 from tests.test_resume import SEED, _outputs
 
-# train() on the backend params.yaml names, chosen as stages/train.py chooses it (use_backend
-# before Keras is imported; KERAS_BACKEND is not set for it), optionally crashing after an
-# epoch (exit 3); it saves its own predictions for the test split so this process can compare
-# TensorFlow's. `group` is the batches per compiled call (fmnist_dvc.jax_steps), or "keras" for
-# Keras' own loop. It prints the backend Keras reports and the type of the trained weights.
+# Three train() runs in one process, on the backend params.yaml names, chosen as stages/train.py
+# chooses it (use_backend before Keras is imported; KERAS_BACKEND is not set for it): ROOT/grouped
+# crashes after its first epoch and is run again, resuming from its snapshot, with 2 batches per
+# compiled call (fmnist_dvc.jax_steps); ROOT/keras runs Keras' own loop (a step per call). Each
+# prints the backend Keras reports, the type of its trained weights and its batch counts; the
+# grouped model's predictions for the test split are saved for this process to compare.
 WORKER = """
 import sys
 from pathlib import Path
@@ -36,7 +37,7 @@ from pathlib import Path
 from fmnist_dvc.backend import use_backend
 from fmnist_dvc.params import TrainParams, load_section
 
-params_file, data, out, crash, group = sys.argv[1:]
+params_file, data, root = sys.argv[1:]
 params = load_section("train", TrainParams, Path(params_file))
 use_backend(params.backend)
 
@@ -50,36 +51,33 @@ from fmnist_dvc.splits import load_split
 from fmnist_dvc.training import train
 from tests.test_resume import Crash, CrashAfterEpoch
 
-if group == "keras":
-    jax_steps.install_grouped_steps = lambda model: None
-else:
-    jax_steps.GROUP = int(group)
-extra = [] if crash == "-" else [CrashAfterEpoch(int(crash))]
+
+def run(name, extra=()):
+    out = Path(root) / name / "out"
+    keras.backend.clear_session()
+    model = train(params, 3, Path(data), out / "models", out / "live",
+                  snapshot_dir=out.parent / "resume", extra_callbacks=list(extra))
+    print(name, "keras backend:", keras.backend.backend())
+    print(name, "weights are jax.Array:", all(isinstance(w.value, jax.Array) for w in model.weights))
+    for split in ("train", "test"):
+        counts = getattr(model, f"{split}_function")
+        print(name, split, "batches grouped", getattr(counts, "grouped", "-"),
+              "single", getattr(counts, "single", "-"))
+    return model
+
+
+jax_steps.GROUP = 2
 try:
-    model = train(params, 3, Path(data), Path(out) / "models", Path(out) / "live",
-                  snapshot_dir=Path(out).parent / "resume", extra_callbacks=extra)
+    run("grouped", [CrashAfterEpoch(0)])
+    sys.exit("the grouped run did not crash")
 except Crash:
-    sys.exit(3)
-print("keras backend:", keras.backend.backend())
-print("weights are jax.Array:", all(isinstance(w.value, jax.Array) for w in model.weights))
-for name in ("train", "test"):
-    counts = getattr(model, f"{name}_function")
-    print(name, "batches grouped", getattr(counts, "grouped", "-"), "single", getattr(counts, "single", "-"))
+    pass
+model = run("grouped")
 x, y = load_split(Path(data), "test")
-np.save(Path(out).parent / "predictions.npy", model.predict(make_dataset(x, y, 100), verbose=0))
+np.save(Path(root) / "grouped" / "predictions.npy", model.predict(make_dataset(x, y, 100), verbose=0))
+jax_steps.install_grouped_steps = lambda model: None
+run("keras")
 """
-
-
-def _jax_train(params_file: Path, data: Path, out: Path, crash: int | None = None, group: str = "2") -> str:
-    env = {
-        **{key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"},
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)]),
-    }
-    crash_after = "-" if crash is None else str(crash)
-    args = [sys.executable, "-c", WORKER, str(params_file), str(data), str(out), crash_after, group]
-    proc = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
-    assert proc.returncode == (0 if crash is None else 3), proc.stderr[-3000:]
-    return proc.stdout
 
 
 def test_jax_backend_trains_reproducibly_resumes_and_its_model_loads_in_tensorflow(
@@ -99,27 +97,38 @@ def test_jax_backend_trains_reproducibly_resumes_and_its_model_loads_in_tensorfl
     # 800 images make 15 batches an epoch, the last one short, in 3 executions of 5. With 2 per
     # compiled call each execution is two scanned calls and one plain step: 4 + 1 batches each,
     # 12 + 3 an epoch. The 200 validation images make 4 batches, the last short: one scanned
-    # call and two plain steps. The grouped run is killed after epoch 1 and started again, so
-    # its second process trains one epoch; Keras' own loop (a step per call) trains both.
+    # call and two plain steps. The grouped run crashes after epoch 1 and is run again, so its
+    # second run trains one epoch; Keras' own loop (a step per call) trains both.
     # The two end with the same bits, model file and logs, validation logs included.
-    grouped, keras_loop = tmp_path / "a" / "out", tmp_path / "keras" / "out"
-    _jax_train(params_file, prepared, grouped, crash=0)
-    resumed = _jax_train(params_file, prepared, grouped)
-    assert "resuming after epoch 1 of 2" in resumed
-    assert "train batches grouped 12 single 3" in resumed and "test batches grouped 2 single 2" in resumed
-    whole = _jax_train(params_file, prepared, keras_loop, group="keras")
-    assert "train batches grouped - single -" in whole and "test batches grouped - single -" in whole
-    for stdout in (resumed, whole):  # train.backend alone switched it: Keras says so,
-        assert "keras backend: jax" in stdout  # and the weights it trained are JAX arrays
-        assert "weights are jax.Array: True" in stdout, stdout
-    assert _outputs(grouped) == _outputs(keras_loop)
+    env = {
+        **{key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"},
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)]),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", WORKER, str(params_file), str(prepared), str(tmp_path)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert out.count("resuming after epoch 1 of 2") == 1, out  # the grouped run's second start
+    assert "grouped train batches grouped 12 single 3" in out
+    assert "grouped test batches grouped 2 single 2" in out
+    assert "keras train batches grouped - single -" in out and "keras test batches grouped - single -" in out
+    for name in ("grouped", "keras"):  # train.backend alone switched it: Keras says so,
+        assert f"{name} keras backend: jax" in out  # and the weights it trained are JAX arrays
+        assert f"{name} weights are jax.Array: True" in out, out
+    assert _outputs(tmp_path / "grouped" / "out") == _outputs(tmp_path / "keras" / "out")
 
     # The model file is Keras', not JAX's: TensorFlow (evaluate, fmnist predict) reads it and
     # predicts what JAX predicted, up to float rounding.
-    model = load_model(tmp_path / "a" / "out" / "models" / "model.keras")
+    model = load_model(tmp_path / "grouped" / "out" / "models" / "model.keras")
     x, _ = load_split(prepared, "test")
     tf_probs = model.predict(x.astype("float32"), verbose=0)
-    np.testing.assert_allclose(tf_probs, np.load(tmp_path / "a" / "predictions.npy"), atol=1e-5)
+    np.testing.assert_allclose(tf_probs, np.load(tmp_path / "grouped" / "predictions.npy"), atol=1e-5)
 
     # And it really is another backend: the same run (same params file, seed and data) with only
     # train.backend changed gives other weights. TensorFlow's runs are bit-reproducible

@@ -147,6 +147,7 @@ def test_a_missing_runtime_names_the_extra(exported: dict, tmp_path: Path) -> No
         assert f"needs {package}; install it: pip install -e '.[export]'" in proc.stderr
 
 
+@pytest.mark.parametrize("exported", ["mlp"], indirect=True)  # export() itself runs on both, above
 def test_the_stage_writes_its_outputs_as_dvc_runs_it(exported: dict, prepared: Path, tmp_path: Path) -> None:
     (tmp_path / "models").mkdir()
     shutil.copy2(exported["model"], tmp_path / "models/model.keras")
