@@ -33,6 +33,10 @@ os.environ["TF_NUM_INTRAOP_THREADS"] = str(
     yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["train"]["threads"]
 )
 
+# Test runs send DVC no usage reports: each dvc command the tests run (the Ray trials' too) would
+# otherwise start DVC's analytics daemon, about 0.4 CPU-s a time.
+os.environ["DVC_NO_ANALYTICS"] = "1"
+
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
