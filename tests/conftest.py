@@ -225,6 +225,8 @@ SLOW_MODULES = {
 # The longest modules, longest first. `make test-all` runs `pytest -n 3 --dist loadfile
 # --no-loadscope-reorder`: each module stays on one worker (module fixtures run once), and the
 # workers take them in this order (xdist would otherwise sort the modules by their test count).
+# xdist queues a worker's next module once two tests of its current one are left, so a long
+# module ends with quick tests (test_pipeline's queued experiments come before its diffs).
 LONGEST_FIRST = ["test_sweep", "test_collaboration", "test_pipeline", "test_resume", "test_backend"]
 
 

@@ -111,6 +111,56 @@ def test_changing_epochs_reruns_only_train_and_evaluate(project: dict) -> None:
     assert stages_run(project["short"]) == ["train", "evaluate"]
 
 
+def test_queued_sweep_runs_each_experiment_with_its_own_metrics(project: dict) -> None:
+    repo = project["repo"]
+    # A grid of two tiny experiments on top of branch `short`: the seed MLP and a small CNN.
+    dvc(
+        "exp",
+        "run",
+        "--queue",
+        "-S",
+        "train.model=mlp,cnn",
+        "-S",
+        "train.cnn.blocks=[[8],[16]]",
+        "-S",
+        "train.batch_size=128",
+        cwd=repo,
+    )
+    dvc("queue", "start", "-j", "2", cwd=repo)
+    deadline = time.monotonic() + 900
+    while True:
+        status = dvc("queue", "status", cwd=repo).stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        assert time.monotonic() < deadline, f"queue still busy after 15 minutes:\n{status}"
+        time.sleep(5)
+    # A failed run would still show the baseline's git-tracked metrics: check the state too.
+    states = re.findall(r"^\S+\s+(\S+)\s+.*\s(Success|Failed|Queued|Running)\s*$", status, re.M)
+    assert sorted(state for _, state in states) == ["Success", "Success"], status
+    runs = exp_runs(json.loads(dvc("exp", "show", "--json", cwd=repo).stdout))
+    assert sorted(r["name"] for r in runs) == sorted(name for name, _ in states)
+    assert [r["error"] for r in runs] == [None, None]
+    models = sorted(r["params"]["params.yaml"]["data"]["train"]["model"] for r in runs)
+    assert models == ["cnn", "mlp"]
+    accuracies = {
+        r["params"]["params.yaml"]["data"]["train"]["model"]: r["metrics"]["metrics/evaluate.json"]["data"][
+            "test"
+        ]["accuracy"]
+        for r in runs
+    }
+    assert accuracies["mlp"] != accuracies["cnn"]
+    assert accuracies["mlp"] > 0.5  # (after 1 epoch the CNN's batch-norm statistics are barely warm)
+    table = dvc("exp", "show", "--md", cwd=repo).stdout
+    assert "test.accuracy" in table and "train.model" in table
+    # The accuracy-against-minutes figure reads both experiments' dvclive logs from DVC's cache.
+    names = sorted(r["name"] for r in runs)
+    figure = repo / "minutes.png"
+    run([str(BIN / "python"), "-m", "fmnist_dvc.budget_plot", *names, "-o", str(figure)], repo)
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = run([str(BIN / "python"), "-m", "fmnist_dvc.budget_plot", "no-such-exp"], repo, expect=1)
+    assert bad.stderr.strip().startswith("error: no-such-exp: cannot read metrics/time/epochs.tsv")
+
+
 def test_metrics_and_params_diff_between_branches(project: dict) -> None:
     repo = project["repo"]
     metrics = json.loads(dvc("metrics", "diff", "main", "short", "--json", cwd=repo).stdout)
@@ -175,56 +225,6 @@ def test_a_missing_plot_file_is_named_and_the_rest_still_render(project: dict, t
     assert set(plots_without_chart(source, dom)) <= {"confusion", "confusion_normalized"}
     assert 'id = "loss"' in source and 'id = "f1_per_class"' in source
     assert "loss" not in plots_without_chart(source, dom)
-
-
-def test_queued_sweep_runs_each_experiment_with_its_own_metrics(project: dict) -> None:
-    repo = project["repo"]
-    # A grid of two tiny experiments on top of branch `short`: the seed MLP and a small CNN.
-    dvc(
-        "exp",
-        "run",
-        "--queue",
-        "-S",
-        "train.model=mlp,cnn",
-        "-S",
-        "train.cnn.blocks=[[8],[16]]",
-        "-S",
-        "train.batch_size=128",
-        cwd=repo,
-    )
-    dvc("queue", "start", "-j", "2", cwd=repo)
-    deadline = time.monotonic() + 900
-    while True:
-        status = dvc("queue", "status", cwd=repo).stdout
-        if not re.search(r"\b(Queued|Running)\b", status):
-            break
-        assert time.monotonic() < deadline, f"queue still busy after 15 minutes:\n{status}"
-        time.sleep(5)
-    # A failed run would still show the baseline's git-tracked metrics: check the state too.
-    states = re.findall(r"^\S+\s+(\S+)\s+.*\s(Success|Failed|Queued|Running)\s*$", status, re.M)
-    assert sorted(state for _, state in states) == ["Success", "Success"], status
-    runs = exp_runs(json.loads(dvc("exp", "show", "--json", cwd=repo).stdout))
-    assert sorted(r["name"] for r in runs) == sorted(name for name, _ in states)
-    assert [r["error"] for r in runs] == [None, None]
-    models = sorted(r["params"]["params.yaml"]["data"]["train"]["model"] for r in runs)
-    assert models == ["cnn", "mlp"]
-    accuracies = {
-        r["params"]["params.yaml"]["data"]["train"]["model"]: r["metrics"]["metrics/evaluate.json"]["data"][
-            "test"
-        ]["accuracy"]
-        for r in runs
-    }
-    assert accuracies["mlp"] != accuracies["cnn"]
-    assert accuracies["mlp"] > 0.5  # (after 1 epoch the CNN's batch-norm statistics are barely warm)
-    table = dvc("exp", "show", "--md", cwd=repo).stdout
-    assert "test.accuracy" in table and "train.model" in table
-    # The accuracy-against-minutes figure reads both experiments' dvclive logs from DVC's cache.
-    names = sorted(r["name"] for r in runs)
-    figure = repo / "minutes.png"
-    run([str(BIN / "python"), "-m", "fmnist_dvc.budget_plot", *names, "-o", str(figure)], repo)
-    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    bad = run([str(BIN / "python"), "-m", "fmnist_dvc.budget_plot", "no-such-exp"], repo, expect=1)
-    assert bad.stderr.strip().startswith("error: no-such-exp: cannot read metrics/time/epochs.tsv")
 
 
 def test_report_compares_the_workspace_with_a_revision_in_markdown(project: dict, tmp_path: Path) -> None:
