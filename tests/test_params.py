@@ -217,11 +217,32 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
         load_section("train", TrainParams, bad)
 
 
-@pytest.mark.parametrize("seed", ["-1", "4294967296", "1.5", "'7'"])
-def test_seed_must_fit_numpy_and_tensorflow(tmp_path: Path, seed: str) -> None:
+@pytest.mark.parametrize(
+    ("seed", "rule"),
+    [
+        ("-1", "should be greater than or equal to 0"),
+        ("4294967296", "should be less than 4294967296"),
+        ("1.5", "should be a valid integer"),
+        ("'7'", "should be a valid integer"),
+        ("yes", "should be a valid integer"),  # YAML 1.1 reads a bool, 1.2 a string: not a number
+    ],
+)
+def test_seed_must_fit_numpy_and_tensorflow(tmp_path: Path, seed: str, rule: str) -> None:
     path = tmp_path / "params.yaml"
-    path.write_text(f"seed: {seed}\n")
-    with pytest.raises(PipelineError, match=r"seed must be an integer from 0 to 2\*\*32 - 1"):
+    path.write_text(f"seed: {seed}\ntrain: {{}}\n")  # the sections beside it are not the seed's
+    with pytest.raises(
+        PipelineError,
+        match=rf"^{re.escape(str(path))}: seed {rule} \(NumPy and TensorFlow take 0 to 2\*\*32 - 1; ",
+    ):
+        load_seed(path)
+
+
+def test_a_missing_seed_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("train: {}\n")
+    with pytest.raises(
+        PipelineError, match=rf"^{re.escape(str(path))}: key 'seed' is missing; add it to params.yaml\.$"
+    ):
         load_seed(path)
 
 

@@ -286,7 +286,7 @@ def test_exp_show_lists_every_trial_with_its_params(swept: dict) -> None:
 def test_a_bad_value_fails_its_trial_alone_with_one_line(swept: dict) -> None:
     stderr = swept["grid"].stderr
     failed = [line for line in stderr.splitlines() if f"{swept['grid_name']}-3: failed:" in line]
-    assert len(failed) == 1 and "seed must be an integer" in failed[0], stderr[-3000:]
+    assert len(failed) == 1 and "seed should be greater than or equal to 0" in failed[0], stderr[-3000:]
 
 
 def test_each_trials_model_is_stored_on_the_s3_remote(swept: dict) -> None:

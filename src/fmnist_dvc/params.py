@@ -40,6 +40,11 @@ class Params(BaseModel):
         return type(self).model_validate({**dict(self), **changes})
 
 
+class SeedParams(Params):
+    model_config = ConfigDict(extra="ignore")  # the top level: the sections are their stages' own
+    seed: Annotated[int, Field(ge=0, lt=2**32, description="NumPy and TensorFlow take 0 to 2**32 - 1")]
+
+
 class DownloadParams(Params):
     sources: Annotated[list[str], Field(min_length=1)]
     timeout: Annotated[float, Field(gt=0)]  # seconds
@@ -132,12 +137,10 @@ class TrainParams(Params):
 
     @model_validator(mode="after")
     def _weight_decay_needs_a_decoupled_optimizer(self) -> TrainParams:
-        """compile_model hands weight_decay only to adamw and sgd: with adam it would do nothing."""
-        if self.weight_decay and self.optimizer not in ("adamw", "sgd"):
+        if self.weight_decay and self.optimizer not in ("adamw", "sgd"):  # adam: compile_model drops it
+            message = "applies only to optimizers adamw and sgd; set it to 0 or choose one of them"
             raise PydanticCustomError(
-                "weight_decay_unused",
-                "applies only to optimizers adamw and sgd; set it to 0 or choose one of them",
-                {"field": "weight_decay", "value": self.weight_decay},
+                "weight_decay_unused", message, {"field": "weight_decay", "value": self.weight_decay}
             )
         return self
 
@@ -149,20 +152,16 @@ def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
 
 
 def load_seed(path: Path = PARAMS_FILE) -> int:
-    """The one top-level seed every random choice derives from; NumPy and TensorFlow need 32 bits."""
-    data = read_params(path)
-    if "seed" not in data:
-        raise PipelineError(f"{path}: the top-level key 'seed' is missing; add e.g. 'seed: 42'.")
-    seed = data["seed"]
-    if type(seed) is not int or not 0 <= seed < 2**32:  # type(): YAML's `yes` is a bool, not 1
-        raise PipelineError(f"{path}: seed must be an integer from 0 to 2**32 - 1 (got {seed!r}).")
-    return seed
+    """The one top-level seed every random choice derives from."""
+    return load_section("", SeedParams, path).seed
 
 
 def load_section(name: str, cls: type[Section], path: Path = PARAMS_FILE) -> Section:
-    """Read one section into its class: unknown, missing or mistyped keys are errors."""
+    """Read one section ("" for the top level) into its class: unknown, missing or mistyped keys
+    are errors."""
+    data = read_params(path)
     try:
-        return cls.model_validate(read_params(path).get(name))
+        return cls.model_validate(data.get(name) if name else data)
     except ValidationError as exc:
         raise PipelineError(_one_line(exc, name, cls, path)) from None
 
@@ -176,7 +175,7 @@ def _one_line(exc: ValidationError, section: str, cls: type, path: Path) -> str:
     error = min(exc.errors(include_url=False), key=lambda e: e["type"] not in _UNKNOWN)
     ctx = error.get("ctx") or {}
     loc = [*error["loc"], *([ctx["field"]] if "field" in ctx else [])]  # a cross-key rule names its key
-    key = ".".join(map(str, [section, *loc]))
+    key = ".".join(map(str, [section, *loc] if section else loc))
     owner = cls  # the section that holds loc[-1]
     for part in loc[:-1]:
         field = owner.model_fields.get(part)
