@@ -1,6 +1,6 @@
 """train.backend and train.threads: what runs where, and the errors when it cannot.
 
-The JAX runs happen in child processes: Keras picks its backend once, at import, and this
+The JAX runs happen in child processes (two): Keras picks its backend once, at import, and this
 test process runs on TensorFlow.
 """
 
@@ -24,12 +24,13 @@ from tests.catalogue import assert_catalogued_error
 from tests.conftest import REPO_ROOT, stage_args, write_params
 from tests.test_resume import SEED, _outputs
 
-# Three train() runs in one process, on the backend params.yaml names, chosen as stages/train.py
-# chooses it (use_backend before Keras is imported; KERAS_BACKEND is not set for it): ROOT/grouped
-# crashes after its first epoch and is run again, resuming from its snapshot, with 2 batches per
-# compiled call (fmnist_dvc.jax_steps); ROOT/keras runs Keras' own loop (a step per call). Each
-# prints the backend Keras reports, the type of its trained weights and its batch counts; the
-# grouped model's predictions for the test split are saved for this process to compare.
+# train() on the backend params.yaml names, chosen as stages/train.py chooses it (use_backend
+# before Keras is imported; KERAS_BACKEND is not set for it). With `crash`, ROOT/grouped, 2
+# batches per compiled call (fmnist_dvc.jax_steps), crashes after its first epoch (exit 3).
+# Without, a new process runs ROOT/grouped again, resuming from the snapshot on disk, then
+# ROOT/keras from the start on Keras' own loop (a step per call). Each of those two prints the
+# backend Keras reports, the type of its trained weights and its batch counts; the grouped
+# model's predictions for the test split are saved for this process to compare.
 WORKER = """
 import sys
 from pathlib import Path
@@ -37,7 +38,7 @@ from pathlib import Path
 from fmnist_dvc.backend import use_backend
 from fmnist_dvc.params import TrainParams, load_section
 
-params_file, data, root = sys.argv[1:]
+params_file, data, root, mode = sys.argv[1:]
 params = load_section("train", TrainParams, Path(params_file))
 use_backend(params.backend)
 
@@ -67,11 +68,12 @@ def run(name, extra=()):
 
 
 jax_steps.GROUP = 2
-try:
-    run("grouped", [CrashAfterEpoch(0)])
+if mode == "crash":
+    try:
+        run("grouped", [CrashAfterEpoch(0)])
+    except Crash:
+        sys.exit(3)
     sys.exit("the grouped run did not crash")
-except Crash:
-    pass
 model = run("grouped")
 x, y = load_split(Path(data), "test")
 np.save(Path(root) / "grouped" / "predictions.npy", model.predict(make_dataset(x, y, 100), verbose=0))
@@ -97,24 +99,25 @@ def test_jax_backend_trains_reproducibly_resumes_and_its_model_loads_in_tensorfl
     # 800 images make 15 batches an epoch, the last one short, in 3 executions of 5. With 2 per
     # compiled call each execution is two scanned calls and one plain step: 4 + 1 batches each,
     # 12 + 3 an epoch. The 200 validation images make 4 batches, the last short: one scanned
-    # call and two plain steps. The grouped run crashes after epoch 1 and is run again, so its
-    # second run trains one epoch; Keras' own loop (a step per call) trains both.
+    # call and two plain steps. The grouped run crashes after epoch 1 and is started again, so
+    # its second process trains one epoch; Keras' own loop (a step per call) trains both.
     # The two end with the same bits, model file and logs, validation logs included.
     env = {
         **{key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"},
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)]),
     }
-    proc = subprocess.run(
-        [sys.executable, "-c", WORKER, str(params_file), str(prepared), str(tmp_path)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    for mode, code in (("crash", 3), ("rest", 0)):
+        proc = subprocess.run(
+            [sys.executable, "-c", WORKER, str(params_file), str(prepared), str(tmp_path), mode],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == code, proc.stderr[-3000:]
     out = proc.stdout
-    assert out.count("resuming after epoch 1 of 2") == 1, out  # the grouped run's second start
+    assert out.count("resuming after epoch 1 of 2") == 1, out  # the grouped run; Keras' loop starts afresh
     assert "grouped train batches grouped 12 single 3" in out
     assert "grouped test batches grouped 2 single 2" in out
     assert "keras train batches grouped - single -" in out and "keras test batches grouped - single -" in out

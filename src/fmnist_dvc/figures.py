@@ -44,15 +44,15 @@ def image_grid(images: np.ndarray, titles: list[str], columns: int, suptitle: st
 def class_samples(images: np.ndarray, labels: np.ndarray, per_class: int = 8) -> plt.Figure:
     """The first `per_class` images of each class, one row per class, drawn as one mosaic: one
     image in one axes renders in a fraction of the time of an axes per image."""
-    gap = 2  # pixels between images
-    mosaic = np.full((10 * (28 + gap) - gap, per_class * (28 + gap) - gap), 255, np.uint8)
-    for c in range(len(CLASS_NAMES)):
+    rows, size, gap = len(CLASS_NAMES), images.shape[1], 2  # gap: pixels between images
+    step = size + gap
+    mosaic = np.full((rows * step - gap, per_class * step - gap), 255, np.uint8)
+    for c in range(rows):
         for i, index in enumerate(np.flatnonzero(labels == c)[:per_class]):
-            y, x = c * (28 + gap), i * (28 + gap)
-            mosaic[y : y + 28, x : x + 28] = images[index]
-    fig, ax = plt.subplots(figsize=(1.1 * per_class + 1.4, 11.5), layout="constrained")
+            mosaic[c * step : c * step + size, i * step : i * step + size] = images[index]
+    fig, ax = plt.subplots(figsize=(1.1 * per_class + 1.4, 1.1 * rows + 0.5), layout="constrained")
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    ax.set_yticks([c * (28 + gap) + 14 for c in range(len(CLASS_NAMES))], CLASS_NAMES)
+    ax.set_yticks([c * step + size // 2 for c in range(rows)], CLASS_NAMES)
     ax.set_xticks([])
     ax.tick_params(length=0)
     for spine in ax.spines.values():

@@ -185,7 +185,7 @@ def _one_line(exc: ValidationError, section: str, cls: type, path: Path) -> str:
     if error["type"] in _UNKNOWN:
         valid = list(owner.model_fields)
         near = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-        guess = f"did you mean '{key.rpartition('.')[0]}.{near[0]}'? " if near else ""
+        guess = f"did you mean '{'.'.join([*key.split('.')[:-1], near[0]])}'? " if near else ""
         return f"{path}: unknown key '{key}'; {guess}valid keys: {', '.join(valid)}."
     if error["type"] == "missing":
         return f"{path}: key '{key}' is missing; add it to params.yaml."
