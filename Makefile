@@ -44,16 +44,16 @@ data:
 		|| echo "apt-get failed: the download stage will try the public mirrors instead"; \
 	fi
 
-# vega, vega-lite and vega-embed inline, so `dvc plots show/diff` pages work offline
-# (.dvc/config.local points plots.html_template here).
-$(PLOTS_TEMPLATE): $(VENV)/.installed src/fmnist_dvc/offline_plots.py
-	$(BIN)/python -m fmnist_dvc.offline_plots $@
+# vega, vega-lite and vega-embed inline, from the vl-convert-python package (PyPI, no npm), so
+# `dvc plots show/diff` pages work offline (.dvc/config.local points plots.html_template here).
+$(PLOTS_TEMPLATE): $(VENV)/.installed src/fmnist_dvc/experiments/offline_plots.py
+	$(BIN)/python -m fmnist_dvc.experiments.offline_plots $@
 
 plots: setup
-	$(BIN)/python -m fmnist_dvc.plots_cli show --open
+	$(BIN)/python -m fmnist_dvc.experiments.plots show --open
 
 plots-diff: setup
-	$(BIN)/python -m fmnist_dvc.plots_cli diff "$$REV" --open
+	$(BIN)/python -m fmnist_dvc.experiments.plots diff "$$REV" --open
 
 # `dvc exp show` cut down from a column per param, metric and dependency (75) to what tells
 # runs apart: the params that differ between the rows shown, the test scores (not the
@@ -67,7 +67,7 @@ exps: setup
 
 # Markdown comparison of the workspace with $(REV), e.g. for a pull-request comment.
 report: setup
-	$(BIN)/python -m fmnist_dvc.report "$$REV" -o report.md
+	$(BIN)/python -m fmnist_dvc.experiments.report "$$REV" -o report.md
 	@cat report.md
 
 # Training speed against the naive seed loop, and the pipeline's other costs (docs/performance.md):
@@ -79,9 +79,11 @@ bench: setup
 	dvc repro
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
-# The fast tier: no npm, Chromium, moto or network needed (tests that need one skip locally and
-# fail under CI=true). test-all adds the slow tier (tests/conftest.py, SLOW_MODULES); its three
-# workers on two cores pay off because many slow tests wait on DVC, git, Ray and servers.
+# The fast tier: no Chromium, moto or network needed (tests that need one skip locally and
+# fail under CI=true). test-all adds the slow tier: the test modules marked `pytestmark =
+# pytest.mark.slow` (tests/test_tiers.py fails when an unmarked one uses the slow-only helpers:
+# scratch DVC projects, S3 servers, Ray, Chromium). Its three workers on two cores pay off
+# because many slow tests wait on DVC, git, Ray and servers.
 test: $(VENV)/.installed data
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not slow"
 

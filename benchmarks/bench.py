@@ -10,7 +10,7 @@ quiet machine: it measures whatever else is running too.
 
 (a) naive: what the seed code does - the whole set as float32 NumPy arrays, one-hot labels,
     `model.fit(x, y, batch_size=32, validation_data=...)`, default settings.
-(b) project: `fmnist_dvc.training.train` itself - uint8 tf.data pipeline, seeded stateless
+(b) project: `fmnist_dvc.train.loop.train` itself - uint8 tf.data pipeline, seeded stateless
     shuffling, steps_per_execution, pinned threads, dvclive logs, per-epoch resume snapshots,
     the saved model; on TensorFlow (the default) and, if JAX is installed, on JAX.
 Both see the same images, the same seed and the same number of epochs. Their weights differ
@@ -21,9 +21,10 @@ Each run reports its whole call (start-up, tracing and saving included) and its 
 the epochs after the first, from one epoch's start to the next, so validation and every
 per-epoch callback count.
 
+It prints one markdown table of every figure, test accuracies and weight digests below it.
 --repeat N runs the whole list of steps N times, round after round (so slow drift in the
 machine's load hits every step alike), keeps every run in the JSON file under "runs", and
-prints one markdown table: the median, min and max of each figure over the N rounds.
+gives each figure's median, min and max over the N rounds instead of its one value.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ PREPARED, RAW, MODEL = DATA / "prepared", DATA / "raw", ROOT / "models/model.ker
 EXPORTS = ROOT / "exports"  # the export stage's model.onnx and model.tflite
 # Forward + backward multiply-adds of the seed MLP per image, x2 for FLOPs, x3 for fwd+bwd.
 MLP_FLOP_PER_IMAGE = 3 * 2 * (784 * 256 + 256 * 256 + 256 * 128 + 128 * 64 + 64 * 10)
+Figure = tuple[str, float | None, str]  # a printed figure: name, value (None if it has none), format
 
 
 # ---------------------------------------------------------------- workers (child processes)
@@ -58,7 +60,8 @@ MLP_FLOP_PER_IMAGE = 3 * 2 * (784 * 256 + 256 * 256 + 256 * 128 + 128 * 64 + 64 
 def _params(model: str, epochs: int, steps_per_execution: int | None):
     import yaml
 
-    from fmnist_dvc.params import TrainParams, load_section
+    from fmnist_dvc.core.params import load_section
+    from fmnist_dvc.train.params import TrainParams
 
     params = load_section("train", TrainParams, ROOT / "params.yaml")
     if model == "cnn":  # the fast CNN preset, without augmentation (the naive loop has none)
@@ -76,8 +79,8 @@ def _digest(model) -> str:
 
 
 def _test_accuracy(model) -> float:
-    from fmnist_dvc.dataset import make_dataset
-    from fmnist_dvc.splits import load_split
+    from fmnist_dvc.core.splits import load_split
+    from fmnist_dvc.train.dataset import make_dataset
 
     x, y = load_split(PREPARED, "test")
     probs = model.predict(make_dataset(x, y, 1000), verbose=0)
@@ -107,9 +110,10 @@ def epoch_clock():
 def worker(kind: str, model_name: str, epochs: int, spe: int | None, backend: str) -> dict:
     import keras
 
-    from fmnist_dvc.dataset import batches_per_epoch
-    from fmnist_dvc.splits import load_split
-    from fmnist_dvc.training import compile_model, execution_steps, set_seed, train
+    from fmnist_dvc.core.splits import load_split
+    from fmnist_dvc.train.dataset import batches_per_epoch
+    from fmnist_dvc.train.loop import set_seed, train
+    from fmnist_dvc.train.optimizer import compile_model, execution_steps
 
     seed = 42
     params = _params(model_name, epochs, spe).replace(backend=backend)
@@ -117,7 +121,7 @@ def worker(kind: str, model_name: str, epochs: int, spe: int | None, backend: st
     n_train = len(load_split(PREPARED, "train")[1])
     steps = batches_per_epoch(n_train, params.batch_size)
     if kind == "naive":
-        from fmnist_dvc.models import build_model
+        from fmnist_dvc.train.models import build_model
 
         keras.utils.set_random_seed(seed)
         x, y = load_split(PREPARED, "train")
@@ -170,12 +174,12 @@ def worker(kind: str, model_name: str, epochs: int, spe: int | None, backend: st
 def worker_stage(kind: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         if kind == "preprocess":
-            from fmnist_dvc.prepare import prepare
+            from fmnist_dvc.data.prepare import prepare
 
             start = time.perf_counter()
             prepare(RAW, Path(tmp) / "p", 0.1, None, 42)
         else:
-            from fmnist_dvc.evaluation import evaluate
+            from fmnist_dvc.evaluate.metrics import evaluate
 
             start = time.perf_counter()
             evaluate(MODEL, PREPARED, Path(tmp) / "e.json", Path(tmp) / "test")
@@ -185,9 +189,9 @@ def worker_stage(kind: str) -> dict:
 def worker_predict(path: Path) -> dict:
     """`fmnist predict`'s classify() on a model file (.keras, .onnx or .tflite): one image at a
     time (warm) and the 10,000 test images."""
-    from fmnist_dvc.cli import classify
-    from fmnist_dvc.runtimes import open_model
-    from fmnist_dvc.splits import load_split
+    from fmnist_dvc.core.splits import load_split
+    from fmnist_dvc.export.runtimes import open_model
+    from fmnist_dvc.ship.predict import classify
 
     model = open_model(path)
     images, _ = load_split(PREPARED, "test")
@@ -339,10 +343,11 @@ def main() -> int:
         _use_data(args.data)
     if not (PREPARED / "train_images.npy").is_file():
         raise SystemExit(f"bench: {PREPARED} is missing; run 'dvc repro preprocess' first.")
+    cpu_name, cpu = _cpu()
     results: dict = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{_cpu_name()}, {os.cpu_count()} cores, {platform.platform()}",
-        "cpu": _cpu_details(),
+        "machine": f"{cpu_name}, {os.cpu_count()} cores, {platform.platform()}",
+        "cpu": cpu,
         "commit": _commit(),
         "python": platform.python_version(),
     }
@@ -402,7 +407,7 @@ def main() -> int:
         results["jax"] = importlib.metadata.version("jax")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1) + "\n")
-    print(table(results) if args.repeat == 1 else summary_table(results))
+    print(table(results, runs))
     print(f"\nwritten: {args.json}")
     return 0
 
@@ -444,32 +449,62 @@ def _commit() -> str:
     return f"{sha} + uncommitted changes" if dirty else sha
 
 
-def _cpu_details() -> str:
-    """The CPU model, family/model numbers, core count and the vector instruction sets that
-    decide which kernels oneDNN picks (AVX2, AVX-512, AMX)."""
+def _cpu() -> tuple[str, str]:
+    """The CPU's model name (for "machine"), and for "cpu" that name with its family/model numbers,
+    core count and the vector instruction sets that decide which kernels oneDNN picks (AVX2,
+    AVX-512, AMX)."""
     fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
             fields.setdefault(key.strip(), value.strip())
     except OSError:
-        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+        pass
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if not fields:
+        return name, f"{name}, {os.cpu_count()} cores"
     flags = set(fields.get("flags", "").split())
-    isa = [name.upper() for name in ("avx2", "fma") if name in flags]
+    isa = [flag.upper() for flag in ("avx2", "fma") if flag in flags]
     avx512 = sorted(f for f in flags if f.startswith("avx512"))
     isa.append(("AVX-512 (" + ", ".join(avx512) + ")") if avx512 else "no AVX-512")
     if any(f.startswith("amx") for f in flags):
         isa.append("AMX")
     family = fields.get("cpu family")
     model = f" (family {family}, model {fields.get('model')})" if family else ""
-    return f"{fields.get('model name', platform.machine())}{model}, {os.cpu_count()} cores, {', '.join(isa)}"
+    return name, f"{name}{model}, {os.cpu_count()} cores, {', '.join(isa)}"
 
 
-def summary_table(r: dict) -> str:
-    """The median, min and max of each figure over the --repeat rounds, as one markdown table.
-    A speed-up is taken within each round (the step against the naive loop of the same round),
-    then summarised."""
-    runs = r["runs"]
+def _training_figures(run: dict, naive: dict | None, matmul: dict | None) -> list[Figure]:
+    """One training run's figures, compared with the naive loop and the matmul peak of the same
+    round when given (so a round's load cancels out of the ratios)."""
+
+    def per_epoch(x: dict) -> dict[str, float | None]:
+        return {"steady": x["steady_seconds_per_epoch"], "whole call": x["seconds"] / x["epochs"]}
+
+    figures: list[Figure] = []
+    for pace, seconds in per_epoch(run).items():
+        speed = run["images_per_epoch"] / seconds if seconds else None
+        figures.append((f"{pace} s/epoch", seconds, "{:.2f}"))
+        if pace == "steady":
+            figures.append(("steady images/s", speed, "{:,.0f}"))
+        if naive:
+            base = per_epoch(naive)[pace]
+            speed_up = base / seconds if base and seconds else None
+            figures.append((f"{pace} speed-up vs naive", speed_up, "{:.2f}x"))
+        if matmul:
+            gflops = speed and MLP_FLOP_PER_IMAGE * speed / 1e9
+            share = gflops and 100 * gflops / matmul["gflops"]
+            figures.append((f"{pace} GFLOP/s", gflops, "{:.1f}"))
+            figures.append((f"{pace} GFLOP/s, % of the matmul peak", share, "{:.0f}%"))
+    return [*figures, ("peak RSS, MB", run["peak_rss_mb"], "{:,.0f}")]
+
+
+def table(r: dict, runs: dict[str, list]) -> str:
+    """Every figure as one markdown table: its value after one round, or with --repeat its median,
+    min and max over the rounds. A ratio (speed-up, share of the matmul peak) is taken within each
+    round, then summarised, so a round's load cancels out."""
+    repeat = r.get("repeat", 1)
+    none: list = [None] * repeat
     rows: list[tuple[str, str, list[float], str]] = []
 
     def add(step: str, measure: str, values: list, fmt: str) -> None:
@@ -485,39 +520,17 @@ def summary_table(r: dict) -> str:
             "{:.0f}",
         )
     for model in ("mlp", "cnn"):
-        naive = runs.get(f"{model} naive")
         for name in (f"{model} naive", f"{model} project", f"{model} project spe=1", f"{model} project jax"):
             done = runs.get(name)
             if not done:
                 continue
-            first = done[0]
-            step = f"{name} ({first['backend']}, spe {first['steps_per_execution']})"
-            steady = [x["steady_seconds_per_epoch"] for x in done]
-            add(step, "steady s/epoch", steady, "{:.2f}")
-            if naive and name != f"{model} naive":
-                add(
-                    step,
-                    "steady speed-up vs naive",
-                    [
-                        b["steady_seconds_per_epoch"] / x if x and b["steady_seconds_per_epoch"] else None
-                        for b, x in zip(naive, steady, strict=True)
-                    ],
-                    "{:.2f}x",
-                )
-            add(step, "whole call s/epoch", [x["seconds"] / x["epochs"] for x in done], "{:.2f}")
-            if model == "mlp" and name != "mlp naive" and "matmul" in runs:
-                add(
-                    step,
-                    "steady GFLOP/s, % of the matmul peak",
-                    [
-                        100 * MLP_FLOP_PER_IMAGE * x["images_per_epoch"] / s / 1e9 / m["gflops"]
-                        if s
-                        else None
-                        for x, s, m in zip(done, steady, runs["matmul"], strict=True)
-                    ],
-                    "{:.0f}%",
-                )
-            add(step, "peak RSS, MB", [x["peak_rss_mb"] for x in done], "{:,.0f}")
+            is_naive = name == f"{model} naive"
+            naive = none if is_naive else runs.get(f"{model} naive", none)
+            matmul = none if is_naive or model == "cnn" else runs.get("matmul", none)
+            step = f"{name} ({done[0]['backend']}, spe {done[0]['steps_per_execution']})"
+            rounds = [_training_figures(*args) for args in zip(done, naive, matmul, strict=True)]
+            for figure in zip(*rounds, strict=True):  # one figure, round by round
+                add(step, figure[0][0], [value for _, value, _ in figure], figure[0][2])
     for stage in ("preprocess", "evaluate"):
         if stage in runs:
             add(stage, "s in-process", [x["seconds"] for x in runs[stage]], "{:.2f}")
@@ -548,24 +561,27 @@ def summary_table(r: dict) -> str:
     )
 
     jax = f", JAX {r['jax']}" if "jax" in r else ""
+    columns = ["value"] if repeat == 1 else ["median", "min", "max"]
     lines = [
         f"Commit {r['commit']}, {r['date']}; {r['cpu']}; Python {r['python']}, "
-        f"TensorFlow {r['tensorflow']}{jax}; {r['repeat']} runs of each step.",
+        f"TensorFlow {r['tensorflow']}{jax}" + (f"; {repeat} runs of each step." if repeat > 1 else "."),
         "",
-        "| step | figure | median | min | max |",
-        "|---|---|---|---|---|",
+        f"| step | figure | {' | '.join(columns)} |",
+        "|---" * (2 + len(columns)) + "|",
     ]
     for step, measure, values, fmt in rows:
-        cells = " | ".join(fmt.format(v) for v in (statistics.median(values), min(values), max(values)))
-        lines.append(f"| {step} | {measure} | {cells} |")
+        stats = (statistics.median(values), min(values), max(values))[: len(columns)]
+        lines.append(f"| {step} | {measure} | {' | '.join(fmt.format(v) for v in stats)} |")
     notes = []
     for name, done in runs.items():
         if name.startswith(("noop", "predict")) or name in ("matmul", "preprocess", "evaluate"):
             continue
         digests = {x["digest"] for x in done}
-        accuracy = sorted({round(x["test_accuracy"], 4) for x in done})
-        same = "the same weights in every run" if len(digests) == 1 else f"{len(digests)} different weights"
-        notes.append(f"{name}: test accuracy {', '.join(f'{a:.4f}' for a in accuracy)}; {same}")
+        accuracy = ", ".join(f"{a:.4f}" for a in sorted({round(x["test_accuracy"], 4) for x in done}))
+        weights = f"weights {min(digests)}" + (" in every run" if repeat > 1 else "")
+        if len(digests) > 1:
+            weights = f"{len(digests)} different weights"
+        notes.append(f"{name}: test accuracy {accuracy}; {weights}")
     spe1, fast = runs.get("mlp project spe=1"), runs.get("mlp project")
     if spe1 and fast:
         same = {x["digest"] for x in spe1} == {x["digest"] for x in fast}
@@ -573,89 +589,9 @@ def summary_table(r: dict) -> str:
             f"MLP weights with steps_per_execution 1 and {fast[0]['steps_per_execution']}: "
             f"{'identical' if same else 'DIFFERENT'}"
         )
-    return "\n".join([*lines, "", *notes])
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def table(r: dict) -> str:
-    jax = f", JAX {r['jax']}" if "jax" in r else ""
-    lines = [f"{r['date']}  {r['machine']}  TensorFlow {r['tensorflow']}{jax}", ""]
-    if "matmul" in r:
-        lines += [f"float32 2048x2048 matmul: {r['matmul']['gflops']:.1f} GFLOP/s (best of 5)", ""]
-    lines.append(
-        "| run | steady s/epoch | steady images/s | vs naive | whole call s/epoch | vs naive "
-        "| test acc | weights | peak RSS |"
-    )
-    lines.append("|---|---|---|---|---|---|---|---|---|")
-    for model in ("mlp", "cnn"):
-        naive = r.get(f"{model} naive") or {}  # without it (--only), the "vs naive" cells stay empty
-        for name in (f"{model} naive", f"{model} project", f"{model} project spe=1", f"{model} project jax"):
-            run = r.get(name)
-            if run is None:
-                continue
-            steady, base = run.get("steady_seconds_per_epoch"), naive.get("steady_seconds_per_epoch")
-            steady_cells = (
-                f"{steady:.2f} | {run['images_per_epoch'] / steady:,.0f} | "
-                + (f"{base / steady:.2f}x" if base else "-")
-                if steady
-                else "- | - | -"
-            )
-            whole = run["seconds"] / run["epochs"]
-            versus = f"{naive['seconds'] / naive['epochs'] / whole:.2f}x" if naive else "-"
-            same = "" if name.endswith("naive") else run["digest"]
-            lines.append(
-                f"| {name} ({run['backend']}, spe {run['steps_per_execution']}) | {steady_cells} | "
-                f"{whole:.2f} | {versus} | "
-                f"{run['test_accuracy']:.4f} | {same} | {run.get('peak_rss_mb', 0):.0f} MB |"
-            )
-    spe1, fast = r.get("mlp project spe=1"), r.get("mlp project")
-    if spe1 and fast:
-        lines.append(
-            f"\nMLP weights with steps_per_execution 1 and {fast['steps_per_execution']}: "
-            f"{'identical' if spe1['digest'] == fast['digest'] else 'DIFFERENT'}"
-        )
-    for name in ("mlp project", "mlp project jax"):
-        run = r.get(name)
-        if run and run.get("steady_seconds_per_epoch") and "matmul" in r:
-            peak = r["matmul"]["gflops"]
-            steady = MLP_FLOP_PER_IMAGE * run["images_per_epoch"] / run["steady_seconds_per_epoch"] / 1e9
-            whole = MLP_FLOP_PER_IMAGE * run["images"] / run["seconds"] / 1e9
-            lines.append(
-                f"{name}: {steady:.1f} GFLOP/s steady = {100 * steady / peak:.0f}% of the measured float32 "
-                f"matmul peak ({peak:.0f} GFLOP/s); {whole:.1f} GFLOP/s = {100 * whole / peak:.0f}% "
-                "over the whole call"
-            )
-    for stage in ("preprocess", "evaluate"):
-        if stage in r:
-            lines.append(
-                f"{stage}: {r[stage]['seconds']:.1f} s in-process "
-                f"({r[stage]['wall_seconds']:.1f} s with Python and TensorFlow start-up)"
-            )
-    for name in (n for n in r if n.startswith("predict ")):
-        p = r[name]
-        lines.append(
-            f"fmnist {name}: {p['command_seconds']:.2f} s for one PNG, start-up included; "
-            f"{p['single_ms_median']:.1f} ms per single image (warm, median of 200), "
-            f"{p['batch_images_per_s']:,.0f} images/s for the 10,000 test images"
-        )
-    bare, project = r.get("noop repro bare"), r.get("noop repro project")
-    if bare and project:
-        lines.append(
-            f"no-op dvc repro: project {project:.2f} s, bare two-stage project {bare:.2f} s "
-            f"({project / bare:.2f}x)"
-        )
-    elif bare:
-        lines.append(f"no-op dvc repro: bare {bare:.2f} s; project skipped (pipeline not up to date)")
-    return "\n".join(lines)
+    if bare and not any(project):
+        notes.append("no-op dvc repro of the project: skipped (pipeline not up to date)")
+    return "\n".join([*lines, "", *notes] if notes else lines)
 
 
 if __name__ == "__main__":

@@ -35,10 +35,11 @@ KINDS = (  # first match wins: (substring of the op's scope, label)
 def profile(pool: str | None) -> tuple[float, collections.Counter, collections.Counter]:
     import tensorflow as tf
 
-    from fmnist_dvc.dataset import make_training_dataset
-    from fmnist_dvc.models import build_model
-    from fmnist_dvc.splits import load_split
-    from fmnist_dvc.training import compile_model, set_seed, set_threads
+    from fmnist_dvc.core.splits import load_split
+    from fmnist_dvc.train.dataset import make_training_dataset
+    from fmnist_dvc.train.loop import set_seed, set_threads
+    from fmnist_dvc.train.models import build_model
+    from fmnist_dvc.train.optimizer import compile_model
 
     params = _params("cnn", 3, None)
     if pool:

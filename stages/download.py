@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
-from fmnist_dvc.download import download_all
-from fmnist_dvc.errors import run_stage
-from fmnist_dvc.params import DownloadParams, load_section
+from fmnist_dvc.core.errors import run_stage
+from fmnist_dvc.core.params import load_section
+from fmnist_dvc.data.download import download_all
+from fmnist_dvc.data.params import DownloadParams
 
 
 def main(raw: Path) -> None:

@@ -5,16 +5,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from fmnist_dvc.errors import run_stage
-from fmnist_dvc.model_io import MODEL_FILE, check_model_file
-from fmnist_dvc.params import EvaluateParams, load_section
+from fmnist_dvc.core.errors import run_stage
+from fmnist_dvc.core.model_io import MODEL_FILE, check_model_file
+from fmnist_dvc.core.params import load_section
+from fmnist_dvc.evaluate.params import EvaluateParams
 
 
 def main(models: Path, prepared: Path, scores: Path, test: Path) -> None:
     params = load_section("evaluate", EvaluateParams)
     model = models / MODEL_FILE
     check_model_file(model)  # a missing or damaged file fails before TensorFlow loads
-    from fmnist_dvc.evaluation import evaluate
+    from fmnist_dvc.evaluate.metrics import evaluate
 
     result = evaluate(model, prepared, scores, test, tta=params.tta)
     print(pd.read_csv(test / "per_class.csv").to_string(index=False, float_format="%.3f"))

@@ -3,16 +3,17 @@ against the Keras model on the test split in PREPARED; the parity figures go to 
 
 from pathlib import Path
 
-from fmnist_dvc.errors import run_stage
-from fmnist_dvc.model_io import MODEL_FILE, check_model_file
-from fmnist_dvc.params import ExportParams, load_section
+from fmnist_dvc.core.errors import run_stage
+from fmnist_dvc.core.model_io import MODEL_FILE, check_model_file
+from fmnist_dvc.core.params import load_section
+from fmnist_dvc.export.params import ExportParams
 
 
 def main(models: Path, prepared: Path, exports: Path, scores: Path) -> None:
     params = load_section("export", ExportParams)
     model = models / MODEL_FILE
     check_model_file(model)  # a missing or damaged file fails before TensorFlow loads
-    from fmnist_dvc.export import export
+    from fmnist_dvc.export.convert import export
 
     result = export(
         model, prepared, exports, scores, params.formats, params.min_agreement, params.max_abs_diff

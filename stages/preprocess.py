@@ -3,11 +3,13 @@ SAMPLES image of each class (paths from dvc.yaml)."""
 
 from pathlib import Path
 
-from fmnist_dvc.errors import run_stage
-from fmnist_dvc.figures import class_samples, save_png
-from fmnist_dvc.params import PreprocessParams, load_section, load_seed
-from fmnist_dvc.prepare import prepare
-from fmnist_dvc.splits import load_split
+from fmnist_dvc.core.errors import run_stage
+from fmnist_dvc.core.figures import save_png
+from fmnist_dvc.core.params import load_section, load_seed
+from fmnist_dvc.core.splits import load_split
+from fmnist_dvc.data.params import PreprocessParams
+from fmnist_dvc.data.prepare import prepare
+from fmnist_dvc.data.samples import class_samples
 
 
 def main(raw: Path, prepared: Path, samples: Path) -> None:

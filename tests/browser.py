@@ -8,13 +8,17 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.conftest import require
+from tests.helpers import require
 
 FLAGS = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-background-networking",  # the machine has no internet: don't try
+    # Block the network outright, so a page that still reaches for a CDN fails here even on a
+    # machine with internet (CI's): no host resolves, and no proxy stands in for one.
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--no-proxy-server",
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",

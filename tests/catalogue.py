@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import REPO_ROOT, assert_one_line_error
+from tests.helpers import REPO_ROOT, assert_one_line_error
 
 DOC = REPO_ROOT / "docs" / "bad-input.md"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from tests.conftest import require
+from tests.helpers import require
 
 BUCKET = "fmnist-dvc"
 GOOD_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # what moto accepts

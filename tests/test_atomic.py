@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from fmnist_dvc.atomic import atomic_dir, atomic_write_bytes
+from fmnist_dvc.core.atomic import atomic_dir, atomic_write_bytes
 
 # A writer that fills the new output slowly and reports how far it got, to be killed midway.
 WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from fmnist_dvc.atomic import atomic_dir, atomic_write_bytes
+    from fmnist_dvc.core.atomic import atomic_dir, atomic_write_bytes
 
     target, kind = Path(sys.argv[1]), sys.argv[2]
     if kind == "dir":

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fmnist_dvc import dataset
-from fmnist_dvc.augment import augment_batch, random_erase, random_flip, random_translate, random_zoom
-from fmnist_dvc.dataset import as_arrays, batches_per_epoch, make_dataset, make_training_dataset
-from fmnist_dvc.idx import read_pair
-from fmnist_dvc.params import AugmentParams, TrainParams, load_section
-from tests.conftest import write_params
+from fmnist_dvc.core.params import load_section
+from fmnist_dvc.data.idx import read_pair
+from fmnist_dvc.train import dataset
+from fmnist_dvc.train.augment import augment_batch, random_erase, random_flip, random_translate, random_zoom
+from fmnist_dvc.train.dataset import as_arrays, batches_per_epoch, make_dataset, make_training_dataset
+from fmnist_dvc.train.params import AugmentParams, TrainParams
+from tests.helpers import write_params
 
 SEED = tf.constant([7, 11], tf.int64)
 

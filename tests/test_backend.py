@@ -15,18 +15,21 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fmnist_dvc.errors import PipelineError
-from fmnist_dvc.model_io import load_model
-from fmnist_dvc.params import TrainParams, load_section
-from fmnist_dvc.splits import load_split
-from fmnist_dvc.training import train
+from fmnist_dvc.core.errors import PipelineError
+from fmnist_dvc.core.model_io import load_model
+from fmnist_dvc.core.params import load_section
+from fmnist_dvc.core.splits import load_split
+from fmnist_dvc.train.loop import train
+from fmnist_dvc.train.params import TrainParams
 from tests.catalogue import assert_catalogued_error
-from tests.conftest import REPO_ROOT, stage_args, write_params
+from tests.helpers import REPO_ROOT, stage_args, write_params
 from tests.test_resume import SEED, _outputs
+
+pytestmark = pytest.mark.slow
 
 # train() on the backend params.yaml names, chosen as stages/train.py chooses it (use_backend
 # before Keras is imported; KERAS_BACKEND is not set for it). With `crash`, ROOT/grouped, 2
-# batches per compiled call (fmnist_dvc.jax_steps), crashes after its first epoch (exit 3).
+# batches per compiled call (fmnist_dvc.train.jax_steps), crashes after its first epoch (exit 3).
 # Without, a new process runs ROOT/grouped again, resuming from the snapshot on disk, then
 # ROOT/keras from the start on Keras' own loop (a step per call). Each of those two prints the
 # backend Keras reports, the type of its trained weights and its batch counts; the grouped
@@ -35,8 +38,9 @@ WORKER = """
 import sys
 from pathlib import Path
 
-from fmnist_dvc.backend import use_backend
-from fmnist_dvc.params import TrainParams, load_section
+from fmnist_dvc.train.backend import use_backend
+from fmnist_dvc.core.params import load_section
+from fmnist_dvc.train.params import TrainParams
 
 params_file, data, root, mode = sys.argv[1:]
 params = load_section("train", TrainParams, Path(params_file))
@@ -46,10 +50,10 @@ import jax
 import keras
 import numpy as np
 
-from fmnist_dvc import jax_steps
-from fmnist_dvc.dataset import make_dataset
-from fmnist_dvc.splits import load_split
-from fmnist_dvc.training import train
+from fmnist_dvc.train import jax_steps
+from fmnist_dvc.train.dataset import make_dataset
+from fmnist_dvc.core.splits import load_split
+from fmnist_dvc.train.loop import train
 from tests.test_resume import Crash, CrashAfterEpoch
 
 

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from fmnist_dvc.download import OFFICIAL_FILES
-from fmnist_dvc.idx import read_images, read_labels
+from fmnist_dvc.data.download import OFFICIAL_FILES
+from fmnist_dvc.data.idx import read_images, read_labels
 from tests.catalogue import assert_catalogued_error, cases, message
-from tests.conftest import encode_idx, gzip_bytes, run_stage, snapshot
+from tests.helpers import encode_idx, gzip_bytes, run_stage, snapshot
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +33,8 @@ def good_run(tmp_path_factory: pytest.TempPathFactory, small_raw_dir: Path) -> P
     save_model (untrained: evaluation only needs a real file), and what evaluate made of it."""
     import keras
 
-    from fmnist_dvc.model_io import save_model
-    from fmnist_dvc.models import build_mlp
+    from fmnist_dvc.core.model_io import save_model
+    from fmnist_dvc.train.models import build_mlp
 
     work = tmp_path_factory.mktemp("good_run")
     shutil.copytree(small_raw_dir, work / "data" / "raw")
@@ -323,7 +325,7 @@ def test_missing_or_damaged_model_stops_evaluate_and_keeps_earlier_metrics(
 def test_model_of_the_wrong_shape_stops_evaluate_and_keeps_earlier_metrics(work: Path) -> None:
     import keras
 
-    from fmnist_dvc.model_io import save_model
+    from fmnist_dvc.core.model_io import save_model
 
     keras.utils.set_random_seed(0)
     five_classes = keras.Sequential(

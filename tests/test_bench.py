@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
+
+pytestmark = pytest.mark.slow
 
 
 def test_bench_runs_and_writes_its_json(small_raw_dir: Path, prepared: Path, tmp_path: Path) -> None:

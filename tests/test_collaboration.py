@@ -29,6 +29,8 @@ import yaml
 from tests.dvcrepo import BIN, TEMPLATE, copy_project, dvc, run, set_params, stages_run
 from tests.s3 import BUCKET, GOOD_KEYS, aws_env, require_module, s3_client
 
+pytestmark = pytest.mark.slow
+
 EXPERIMENT = "epoch1-batch64"
 WORKSPACE_FILES = ("models/model.keras", "metrics/evaluate.json", "params.yaml", "dvc.lock")
 # The auth-enforcing server knows no keys at all.

@@ -1,5 +1,5 @@
 """Every command turns a fault it can explain into one `error:` line and exit 1, through the one
-function in fmnist_dvc.errors; none of these runs a training."""
+function in fmnist_dvc.core.errors; none of these runs a training."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist_dvc import budget_plot, cli, plots_cli, presets, report
-from fmnist_dvc.errors import PipelineError, exit_code
-from tests.conftest import REPO_ROOT
+from fmnist_dvc.core.errors import PipelineError, exit_code
+from fmnist_dvc.experiments import budget_plot, plots, presets, report
+from fmnist_dvc.ship import cli
+from tests.helpers import REPO_ROOT
 
 
 def test_exit_code_maps_outcomes() -> None:
@@ -64,7 +65,7 @@ def test_plots_without_dvc_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    assert plots_cli.main(["show"]) == 1
+    assert plots.main(["show"]) == 1
     assert "dvc not found on PATH" in one_error_line(capsys)
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from fmnist_dvc.download import OFFICIAL_FILES, download_all
-from fmnist_dvc.errors import PipelineError
-from tests.conftest import gzip_bytes
+from fmnist_dvc.core.errors import PipelineError
+from fmnist_dvc.data.download import OFFICIAL_FILES, download_all
+from tests.helpers import gzip_bytes
 
 LABELS = [f for f in OFFICIAL_FILES if "labels" in f.name]
 

@@ -1,20 +1,19 @@
-"""dvc.yaml must name every module and params key a stage really uses, or DVC skips needed reruns."""
+"""dvc.yaml must cover every module and params key a stage really uses, or DVC skips needed reruns,
+and no code the stage does not use, or DVC reruns it for nothing."""
 
 import ast
-import json
 import shlex
+import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, resolved_dvc_yaml
+from tests.helpers import REPO_ROOT, resolved_dvc_yaml
 
 PIPELINE = resolved_dvc_yaml()["stages"]
 PATHS = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["vars"][0]["paths"]
-DVC = str(Path(sys.executable).parent / "dvc")
 
 
 def package_modules_used(script: Path) -> set[str]:
@@ -43,12 +42,18 @@ def package_modules_used(script: Path) -> set[str]:
     return seen
 
 
+def covers(dep: str, module: str) -> bool:
+    return module == dep or module.startswith(dep.rstrip("/") + "/")
+
+
 @pytest.mark.parametrize("stage", list(PIPELINE))
-def test_stage_depends_on_every_module_it_imports(stage: str) -> None:
+def test_stage_depends_on_the_code_it_imports_and_no_other(stage: str) -> None:
     script = f"stages/{stage}.py"
-    deps = {d for d in PIPELINE[stage]["deps"] if d.startswith("src/")}
+    deps = [d for d in PIPELINE[stage]["deps"] if d.startswith("src/")]
     used = package_modules_used(REPO_ROOT / script)
-    assert used == deps, f"{stage}: dvc.yaml deps differ from imports"
+    assert [m for m in sorted(used) if not any(covers(d, m) for d in deps)] == [], f"{stage}: not in deps"
+    assert [d for d in deps if not any(covers(d, m) for m in used)] == [], f"{stage}: deps it never imports"
+    assert all((REPO_ROOT / d).is_dir() or d.endswith("__init__.py") for d in deps), "packages, not files"
     assert script in PIPELINE[stage]["deps"]
 
 
@@ -79,21 +84,72 @@ def test_stage_depends_on_its_whole_params_section(stage: str) -> None:
     assert set(PIPELINE[stage]["params"]) == expected
 
 
-def test_a_typo_key_in_a_section_makes_dvc_rerun_its_stage(tmp_path: Path) -> None:
+def reduced_project(folder: Path, stages: dict[str, dict]) -> None:
+    """A git + DVC project whose stages run `true`, reproduced once, so that `changed` tells
+    which of them DVC would run again. DVC's Python API: no process start per status."""
+    from dvc.repo import Repo
+
+    (folder / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
+    Repo.init(str(folder)).close()
+    with Repo(str(folder)) as repo:
+        repo.reproduce()
+
+
+def changed(folder: Path) -> set[str]:
+    from dvc.repo import Repo
+
+    with Repo(str(folder)) as repo:
+        return set(repo.status())
+
+
+def test_a_typo_key_in_a_section_makes_dvc_rerun_its_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The real params lists under real DVC: stages reduced to `true`, then one typo per section."""
-    stages = {name: {"cmd": "true", "params": stage["params"]} for name, stage in PIPELINE.items()}
-    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    monkeypatch.chdir(tmp_path)  # DVC's API, as its command, works on the current directory's project
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    for cmd in (["git", "init", "-q"], [DVC, "init", "-q"], [DVC, "repro", "-q"]):
-        subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)
+    reduced_project(
+        tmp_path, {name: {"cmd": "true", "params": stage["params"]} for name, stage in PIPELINE.items()}
+    )
     for section in PIPELINE:
         params[section]["typo_key"] = 3
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    status = subprocess.run(
-        [DVC, "status", "--json"], cwd=tmp_path, check=True, capture_output=True, text=True
-    ).stdout
-    assert set(json.loads(status)) == set(PIPELINE)
+    assert changed(tmp_path) == set(PIPELINE)
+
+
+def test_editing_code_reruns_exactly_the_stages_that_import_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real code deps under real DVC: stages reduced to `true` with their script and package
+    deps, the sources copied; then one module edited at a time, the status read after each."""
+    monkeypatch.chdir(tmp_path)  # DVC's API, as its command, works on the current directory's project
+    for folder in ("src", "stages"):
+        shutil.copytree(REPO_ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO_ROOT / ".dvcignore", tmp_path)
+    code = {
+        name: [d for d in stage["deps"] if d.startswith(("src/", "stages/"))]
+        for name, stage in PIPELINE.items()
+    }
+    reduced_project(tmp_path, {name: {"cmd": "true", "deps": deps} for name, deps in code.items()})
+
+    def edit(module: str) -> set[str]:
+        path = tmp_path / "src/fmnist_dvc" / module
+        with path.open("a") as f:
+            f.write("# edited\n")
+        cache = path.parent / "__pycache__"  # what running the code leaves beside it
+        cache.mkdir(exist_ok=True)
+        (cache / f"{path.stem}.cpython-311.pyc").write_bytes(b"bytecode")
+        return changed(tmp_path)
+
+    # Tooling no stage runs, and bytecode caches beside the sources: nothing reruns.
+    assert edit("experiments/report.py") == set()
+    assert edit("ship/predict.py") == set()
+    # A stage's own package reruns that stage alone; core/ reruns every stage.
+    assert edit("evaluate/figures.py") == {"evaluate"}
+    assert edit("train/resume.py") == {"evaluate", "train"}
+    assert edit("core/errors.py") == set(PIPELINE)
 
 
 def cached_outputs() -> list[str]:

@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 
 from fmnist_dvc import CLASS_NAMES
-from fmnist_dvc.evaluation import evaluate, per_class_table, summary_metrics
-from fmnist_dvc.params import TrainParams, load_section
-from fmnist_dvc.prepare import prepare
-from fmnist_dvc.training import train
-from tests.conftest import REPO_ROOT
+from fmnist_dvc.core.params import load_section
+from fmnist_dvc.data.prepare import prepare
+from fmnist_dvc.evaluate.metrics import evaluate, per_class_table, summary_metrics
+from fmnist_dvc.train.loop import train
+from fmnist_dvc.train.params import TrainParams
+from tests.helpers import REPO_ROOT
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -18,13 +18,16 @@ import pytest
 from PIL import Image
 
 from fmnist_dvc import CLASS_NAMES
-from fmnist_dvc.errors import PipelineError
-from fmnist_dvc.export import export
-from fmnist_dvc.model_io import load_model
-from fmnist_dvc.params import TrainParams, load_section
-from fmnist_dvc.splits import load_split
-from fmnist_dvc.training import train
-from tests.conftest import REPO_ROOT, run_stage
+from fmnist_dvc.core.errors import PipelineError
+from fmnist_dvc.core.model_io import load_model
+from fmnist_dvc.core.params import load_section
+from fmnist_dvc.core.splits import load_split
+from fmnist_dvc.export.convert import export
+from fmnist_dvc.train.loop import train
+from fmnist_dvc.train.params import TrainParams
+from tests.helpers import REPO_ROOT, run_stage
+
+pytestmark = pytest.mark.slow
 
 FMNIST = Path(sys.executable).parent / "fmnist"
 
@@ -48,7 +51,7 @@ def exported(
 
 def fmnist(*args: str | Path, cwd: Path, expect: int = 0, code: str = "") -> subprocess.CompletedProcess[str]:
     """The fmnist command; `code` runs first in the same interpreter (to block an import)."""
-    main = "import sys; from fmnist_dvc.cli import main; rc = main(sys.argv[1:]); "
+    main = "import sys; from fmnist_dvc.ship.cli import main; rc = main(sys.argv[1:]); "
     check = "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'; sys.exit(rc)"
     proc = subprocess.run(
         [sys.executable, "-c", code + main + check, *map(str, args)],

@@ -3,9 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist_dvc.errors import PipelineError
-from fmnist_dvc.idx import parse_idx, read_images, read_labels, read_pair
-from tests.conftest import encode_idx
+from fmnist_dvc.core.errors import PipelineError
+from fmnist_dvc.data.idx import parse_idx, read_images, read_labels, read_pair
+from tests.helpers import encode_idx
 
 
 def test_real_files_parse_to_the_documented_shapes(raw_dir: Path) -> None:

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 # Each case breaks one thing on a fresh model, installs the grouped steps and reports what
 # fit() would call and which warnings came.
@@ -25,7 +25,7 @@ import warnings
 
 import keras
 
-from fmnist_dvc import jax_steps
+from fmnist_dvc.train import jax_steps
 
 
 def model():

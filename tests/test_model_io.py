@@ -5,9 +5,9 @@ import keras
 import numpy as np
 import pytest
 
-from fmnist_dvc.errors import PipelineError
-from fmnist_dvc.model_io import load_model, save_model
-from fmnist_dvc.models import build_mlp
+from fmnist_dvc.core.errors import PipelineError
+from fmnist_dvc.core.model_io import load_model, save_model
+from fmnist_dvc.train.models import build_mlp
 
 
 def _fresh_model() -> keras.Model:

@@ -1,9 +1,10 @@
 import keras
 import numpy as np
 
-from fmnist_dvc.models import build_cnn, build_model, pixel_scaling
-from fmnist_dvc.params import TrainParams, load_section
-from tests.conftest import REPO_ROOT
+from fmnist_dvc.core.params import load_section
+from fmnist_dvc.train.models import build_cnn, build_model, pixel_scaling
+from fmnist_dvc.train.params import TrainParams
+from tests.helpers import REPO_ROOT
 
 
 def test_default_cnn_is_the_280k_conv_bn_relu_net() -> None:

@@ -5,17 +5,13 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from fmnist_dvc.errors import PipelineError
-from fmnist_dvc.params import (
-    DownloadParams,
-    EvaluateParams,
-    PreprocessParams,
-    TrainParams,
-    load_section,
-    load_seed,
-)
-from fmnist_dvc.presets import set_args
-from tests.conftest import REPO_ROOT, write_params
+from fmnist_dvc.core.errors import PipelineError
+from fmnist_dvc.core.params import load_section, load_seed, read_params
+from fmnist_dvc.data.params import DownloadParams, PreprocessParams
+from fmnist_dvc.evaluate.params import EvaluateParams
+from fmnist_dvc.experiments.presets import set_args
+from fmnist_dvc.train.params import TrainParams
+from tests.helpers import REPO_ROOT, write_params
 
 
 def test_repository_params_are_the_seed_configuration() -> None:
@@ -259,6 +255,26 @@ def test_yaml_1_2_exponent_floats_as_dvc_writes_them(tmp_path: Path) -> None:
     )
     path.write_text(path.read_text().replace("optimizer: adam ", "optimizer: adamw "))
     assert load_section("train", TrainParams, path).weight_decay == 1e-05
+
+
+def test_params_read_as_dvc_reads_them(tmp_path: Path) -> None:
+    from dvc.utils.serialize import parse_yaml
+
+    text = (REPO_ROOT / "params.yaml").read_text().replace("weight_decay: 0.0 ", "weight_decay: 1e-05 ")
+    path = tmp_path / "params.yaml"
+    path.write_text(text + "flags: [yes, no, on, 010]\n")  # YAML 1.1 would read True, False, True, 8
+    assert read_params(path) == parse_yaml(path.read_text(), str(path))
+    assert read_params(path)["flags"] == ["yes", "no", "on", 10]
+
+
+def test_a_key_given_twice_is_refused_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 1\ntrain: {}\nseed: 2\n")
+    with pytest.raises(
+        PipelineError,
+        match=rf"^{re.escape(str(path))} gives 'seed' twice in one mapping \(again at line 3\); ",
+    ):
+        load_seed(path)
 
 
 def test_presets_read_floats_and_faults_as_params_do(tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ import pytest
 from tests.browser import plots_without_chart, rendered_dom, script_errors
 from tests.dvcrepo import BIN, copy_project, dvc, exp_runs, lock_without_timing, run, stages_run
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def project(two_branches: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory) -> dict:
@@ -155,9 +157,11 @@ def test_queued_sweep_runs_each_experiment_with_its_own_metrics(project: dict) -
     # The accuracy-against-minutes figure reads both experiments' dvclive logs from DVC's cache.
     names = sorted(r["name"] for r in runs)
     figure = repo / "minutes.png"
-    run([str(BIN / "python"), "-m", "fmnist_dvc.budget_plot", *names, "-o", str(figure)], repo)
+    run([str(BIN / "python"), "-m", "fmnist_dvc.experiments.budget_plot", *names, "-o", str(figure)], repo)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    bad = run([str(BIN / "python"), "-m", "fmnist_dvc.budget_plot", "no-such-exp"], repo, expect=1)
+    bad = run(
+        [str(BIN / "python"), "-m", "fmnist_dvc.experiments.budget_plot", "no-such-exp"], repo, expect=1
+    )
     assert bad.stderr.strip().startswith("error: no-such-exp: cannot read metrics/time/epochs.tsv")
 
 
@@ -211,7 +215,7 @@ def test_a_missing_plot_file_is_named_and_the_rest_still_render(project: dict, t
     lost.unlink()
     try:
         proc = run(
-            [str(BIN / "python"), "-m", "fmnist_dvc.plots_cli", "show", "-o", str(tmp_path / "p")],
+            [str(BIN / "python"), "-m", "fmnist_dvc.experiments.plots", "show", "-o", str(tmp_path / "p")],
             repo,
             expect=1,
         )
@@ -234,7 +238,7 @@ def test_report_compares_the_workspace_with_a_revision_in_markdown(project: dict
         [
             str(BIN / "python"),
             "-m",
-            "fmnist_dvc.report",
+            "fmnist_dvc.experiments.report",
             "main",
             "-o",
             str(out),
@@ -251,7 +255,7 @@ def test_report_compares_the_workspace_with_a_revision_in_markdown(project: dict
     params = text.split("### Params")[1].split("### Plots")[0]
     assert re.search(r"\| params\.yaml\s*\| train\.epochs\s*\| 2\s*\| 1\s*\|", params), params
     assert (tmp_path / "p" / "index.html").is_file()
-    bad = run([str(BIN / "python"), "-m", "fmnist_dvc.report", "no-such-branch"], repo, expect=1)
+    bad = run([str(BIN / "python"), "-m", "fmnist_dvc.experiments.report", "no-such-branch"], repo, expect=1)
     assert bad.stderr.strip().splitlines() == [
         "error: git cannot find revision 'no-such-branch'; check the name (git branch -a, git log)."
     ]

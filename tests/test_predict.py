@@ -19,12 +19,15 @@ import pytest
 from PIL import Image
 
 from fmnist_dvc import CLASS_NAMES
-from fmnist_dvc.cli import main
-from fmnist_dvc.idx import read_pair
-from fmnist_dvc.model_io import load_model
-from fmnist_dvc.params import TrainParams, load_section
-from fmnist_dvc.training import train
-from tests.conftest import REPO_ROOT, encode_idx
+from fmnist_dvc.core.model_io import load_model
+from fmnist_dvc.core.params import load_section
+from fmnist_dvc.data.idx import read_pair
+from fmnist_dvc.ship.cli import main
+from fmnist_dvc.train.loop import train
+from fmnist_dvc.train.params import TrainParams
+from tests.helpers import REPO_ROOT, encode_idx
+
+pytestmark = pytest.mark.slow
 
 FMNIST = Path(sys.executable).parent / "fmnist"
 

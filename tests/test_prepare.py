@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from fmnist_dvc import CLASS_NAMES
-from fmnist_dvc.errors import PipelineError
-from fmnist_dvc.prepare import allocate, prepare, stratified_split
-from fmnist_dvc.splits import load_split
-from tests.conftest import real_labels
+from fmnist_dvc.core.errors import PipelineError
+from fmnist_dvc.core.splits import load_split
+from fmnist_dvc.data.prepare import allocate, prepare, stratified_split
+from tests.helpers import real_labels
 
 
 def test_allocate_is_proportional_and_exact() -> None:
@@ -63,7 +63,8 @@ def test_missing_prepared_split_names_the_file(tmp_path: Path) -> None:
 
 
 def test_the_samples_figure_shows_the_first_images_of_each_class_in_its_row(prepared: Path) -> None:
-    from fmnist_dvc.figures import class_samples, plt
+    from fmnist_dvc.core.figures import plt
+    from fmnist_dvc.data.samples import class_samples
 
     images, labels = load_split(prepared, "train")
     fig = class_samples(images, labels, per_class=3)

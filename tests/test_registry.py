@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
 from tests.dvcrepo import BIN, dvc, run
+from tests.helpers import REPO_ROOT
+
+pytestmark = pytest.mark.slow
 
 NAME = "fashion-classifier"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fmnist_dvc import plots_cli, report
-from tests.conftest import REPO_ROOT
+from fmnist_dvc.experiments import plots, report
+from tests.helpers import REPO_ROOT
 
 EMPTY_PARAMS = "| Path   | Param   | main   | workspace   |\n|--------|---------|--------|-------------|\n\n"
 EMPTY_METRICS = (
@@ -26,8 +26,8 @@ def fake_dvc_plots(monkeypatch: pytest.MonkeyPatch, errors: list[dict]) -> None:
     def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(cmd, 0, stdout=json.dumps({"errors": errors}), stderr="")
 
-    monkeypatch.setattr(plots_cli, "dvc_executable", lambda: "dvc")
-    monkeypatch.setattr(plots_cli.subprocess, "run", run)
+    monkeypatch.setattr(plots, "dvc_executable", lambda: "dvc")
+    monkeypatch.setattr(plots.subprocess, "run", run)
 
 
 def test_missing_data_is_rebuilt_here_or_fetched_for_another_revision(
@@ -41,7 +41,7 @@ def test_missing_data_is_rebuilt_here_or_fetched_for_another_revision(
             {"name": "loss", "rev": "cnn-fast-s1", "type": "FileNotFoundError"},
         ],
     )
-    here, other = plots_cli.plot_errors(["diff", "cnn-fast-s1"])
+    here, other = plots.plot_errors(["diff", "cnn-fast-s1"])
     files = "metrics/train/plots/metrics/train/loss.tsv, metrics/train/plots/metrics/eval/loss.tsv"
     assert here == (
         f"plot 'loss' (workspace): {files} is missing; run 'dvc repro' to rebuild it or fix the file."

@@ -16,11 +16,14 @@ from pathlib import Path
 import keras
 import pytest
 
-from fmnist_dvc.params import TrainParams, load_section
-from fmnist_dvc.resume import STATE
-from fmnist_dvc.training import train
-from tests.conftest import REPO_ROOT
+from fmnist_dvc.core.params import load_section
+from fmnist_dvc.train.loop import train
+from fmnist_dvc.train.params import TrainParams
+from fmnist_dvc.train.resume import STATE
 from tests.dvcrepo import BIN, dvc, lock_without_timing, new_project, run, set_params, stages_run
+from tests.helpers import REPO_ROOT
+
+pytestmark = pytest.mark.slow
 
 SEED = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.catalogue import assert_catalogued_error, cases
-from tests.conftest import REPO_ROOT, run_stage, run_stage_here
+from tests.helpers import REPO_ROOT, run_stage, run_stage_here
 
 
 @pytest.mark.parametrize(

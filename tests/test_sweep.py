@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import require
 from tests.dvcrepo import BIN, dvc, exp_runs, new_project, run, set_params
+from tests.helpers import require
 from tests.s3 import BUCKET, GOOD_KEYS, aws_env, s3_client
 
 pytestmark = pytest.mark.slow

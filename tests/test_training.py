@@ -4,11 +4,13 @@ from pathlib import Path
 import keras
 import pytest
 
-from fmnist_dvc.model_io import load_model
-from fmnist_dvc.models import build_mlp
-from fmnist_dvc.params import TrainParams, load_section
-from fmnist_dvc.training import execution_steps, learning_rate, train
-from tests.conftest import REPO_ROOT, write_params
+from fmnist_dvc.core.model_io import load_model
+from fmnist_dvc.core.params import load_section
+from fmnist_dvc.train.loop import train
+from fmnist_dvc.train.models import build_mlp
+from fmnist_dvc.train.optimizer import execution_steps, learning_rate
+from fmnist_dvc.train.params import TrainParams
+from tests.helpers import REPO_ROOT, write_params
 
 SEED = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fmnist_dvc.tta import predict_tta, shift, views
+from fmnist_dvc.evaluate.tta import predict_tta, shift, views
 
 
 def test_shift_moves_pixels_and_fills_with_black() -> None:

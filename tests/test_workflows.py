@@ -12,13 +12,34 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, require
+from tests.helpers import REPO_ROOT, require
 
-WORKFLOWS = sorted((REPO_ROOT / ".github/workflows").glob("*.yml"))
+WORKFLOWS = sorted(p for p in (REPO_ROOT / ".github/workflows").iterdir() if p.suffix in (".yml", ".yaml"))
+MAKE_TARGETS = set(re.findall(r"^([a-z-]+):", (REPO_ROOT / "Makefile").read_text(), re.MULTILINE))
 
 
-def test_there_is_a_pull_request_workflow() -> None:
-    assert [w.name for w in WORKFLOWS] == ["pr-report.yml"]
+def run_commands(workflow: Path) -> list[str]:
+    """The `run:` of every step of every job, in order."""
+    jobs = yaml.safe_load(workflow.read_text())["jobs"].values()
+    return [step["run"] for job in jobs for step in job.get("steps", []) if "run" in step]
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda w: w.name)
+def test_workflow_runs_only_make_targets_the_makefile_has(workflow: Path) -> None:
+    for command in run_commands(workflow):
+        for target in re.findall(r"\bmake ([a-z-]+)", command):
+            assert target in MAKE_TARGETS, f"{workflow.name} runs 'make {target}', which the Makefile lacks"
+
+
+def test_test_workflow_lints_and_tests_every_push_and_pull_request() -> None:
+    workflow = REPO_ROOT / ".github/workflows/test.yml"
+    loaded = yaml.safe_load(workflow.read_text())
+    triggers = loaded.get("on", loaded.get(True))  # PyYAML reads the bare key `on` as true
+    assert {"push", "pull_request"} <= set(triggers)
+    if isinstance(triggers, dict):  # no branch or path filters: every push, every pull request
+        assert triggers["push"] is None and triggers["pull_request"] is None, triggers
+    commands = run_commands(workflow)
+    assert "make lint" in commands and "make test" in commands
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda w: w.name)

@@ -1,0 +1,1 @@
+"""The evaluate stage: test-set metrics, test-time augmentation and the figures."""

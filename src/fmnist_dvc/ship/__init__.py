@@ -1,0 +1,1 @@
+"""The model in users' hands, run by no stage: `fmnist predict` and the `fmnist` command."""

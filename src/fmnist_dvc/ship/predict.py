@@ -1,0 +1,169 @@
+"""Classify image files with the trained model: photos, PNG/JPEG, and IDX/NPY batches.
+
+Fashion-MNIST items are light on a black background, centred, 28x28 grayscale. An ordinary
+photo is the opposite (a dark item on a light background, anywhere in a larger frame), so
+`to_model_input` turns it into the training data's look: grayscale; inverted when the border
+is light (`invert="auto"`); cropped to the item, padded to a square and resized so that its
+longer side spans all 28 pixels, as Zalando did when it made the dataset. A 28x28 image is
+not cropped or resized (only inverted, if its border is light), so a test-set image saved as
+PNG gets exactly the model's prediction for it. Photos with busy backgrounds are beyond this: crop them first.
+"""
+
+from __future__ import annotations
+
+import gzip
+import sys
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from fmnist_dvc import CLASS_NAMES, IMAGE_SHAPE
+from fmnist_dvc.core.errors import PipelineError
+from fmnist_dvc.data.idx import parse_idx
+from fmnist_dvc.evaluate.tta import predict_tta
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+BATCH_SUFFIXES = (".npy", ".idx", ".gz", "-ubyte")
+INVERT_CHOICES = ("auto", "yes", "no")
+BATCH = 256  # images per model call
+
+
+@dataclass
+class Item:
+    """One image to classify: where it came from, and its 28x28 uint8 pixels."""
+
+    source: str
+    index: int | None  # the position inside an IDX/NPY batch, None for an image file
+    pixels: np.ndarray
+
+
+def expand(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """Files to read (directories expanded, sorted) and one error line per path that has none."""
+    files: list[Path] = []
+    errors: list[str] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and _kind(p) is not None)
+            if not found:
+                errors.append(f"{path}: the directory holds no image, IDX or NPY files.")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            errors.append(f"{path}: no such file or directory.")
+    return files, errors
+
+
+def read_items(path: Path, invert: str = "auto") -> list[Item]:
+    """The images in one file, ready for the model; PipelineError (one line) if it cannot be read."""
+    kind = _kind(path)
+    if kind == "batch":
+        return [Item(str(path), i, image) for i, image in enumerate(_read_batch(path))]
+    try:
+        with Image.open(path) as image:
+            image.load()
+            pixels = to_model_input(image, invert)
+    except UnidentifiedImageError:
+        raise PipelineError(f"{path}: not an image file PIL can read (PNG, JPEG, ...).") from None
+    except Image.DecompressionBombError:
+        raise PipelineError(f"{path}: too many pixels to be a photo of one item; scale it down.") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
+        raise PipelineError(f"{path}: the image is corrupt or truncated ({exc}).") from None
+    return [Item(str(path), None, pixels)]
+
+
+def to_model_input(image: Image.Image, invert: str = "auto") -> np.ndarray:
+    """A PIL image as the training data looks: 28x28 uint8, light item on black."""
+    gray = np.asarray(image.convert("L"), dtype=np.uint8)
+    if _should_invert(gray, invert):
+        gray = 255 - gray
+    if gray.shape == IMAGE_SHAPE:
+        return gray
+    return _centre(gray)
+
+
+def _should_invert(gray: np.ndarray, invert: str) -> bool:
+    if invert != "auto":
+        return invert == "yes"
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return float(border.mean()) > 127  # a light background: a photo, not Fashion-MNIST
+
+
+def _centre(gray: np.ndarray) -> np.ndarray:
+    """Crop to the item, pad to a square (centred), resize to 28x28."""
+    mask = gray > max(16, int(gray.max()) // 16)  # above the (black) background and its noise
+    if mask.any():
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        gray = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    side = max(gray.shape)
+    canvas = np.zeros((side, side), dtype=np.uint8)
+    top, left = (side - gray.shape[0]) // 2, (side - gray.shape[1]) // 2
+    canvas[top : top + gray.shape[0], left : left + gray.shape[1]] = gray
+    small = Image.fromarray(canvas).resize(IMAGE_SHAPE[::-1], Image.Resampling.LANCZOS)
+    return np.asarray(small, dtype=np.uint8)
+
+
+def _kind(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(IMAGE_SUFFIXES):
+        return "image"
+    if name.endswith(BATCH_SUFFIXES):
+        return "batch"
+    return None
+
+
+def _read_batch(path: Path) -> np.ndarray:
+    """(n, 28, 28) uint8 from .npy (uint8, or float in [0, 1]) or IDX (optionally gzipped)."""
+    try:
+        if path.name.lower().endswith(".npy"):
+            array = np.load(path, allow_pickle=False)
+        else:
+            data = path.read_bytes()
+            if data[:2] == b"\x1f\x8b":
+                data = gzip.decompress(data)
+            try:
+                array = parse_idx(data, str(path))
+            except PipelineError as exc:
+                raise PipelineError(str(exc).split("; ")[0] + ".") from None
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        raise PipelineError(f"{path}: cannot be read as an NPY or IDX batch ({exc}).") from None
+    if not isinstance(array, np.ndarray):  # np.load returns an archive for .npz data
+        raise PipelineError(f"{path}: holds several arrays (.npz data), not one batch of images.")
+    if array.size == 0:
+        raise PipelineError(f"{path}: holds no images.")
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or array.shape[1:] != IMAGE_SHAPE:
+        raise PipelineError(f"{path}: holds an array of shape {array.shape}, not (n, 28, 28) images.")
+    if array.dtype != np.uint8:
+        if not np.issubdtype(array.dtype, np.floating) or array.min() < 0 or array.max() > 1:
+            raise PipelineError(f"{path}: holds {array.dtype} values; expected uint8 or floats in [0, 1].")
+        array = np.rint(array * 255).astype(np.uint8)
+    return array
+
+
+def top_k(probs: np.ndarray, k: int) -> Iterator[list[tuple[str, float]]]:
+    """Per row, the k most probable class names with their probabilities, best first."""
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    for row, best in zip(probs, order, strict=True):
+        yield [(CLASS_NAMES[i], float(row[i])) for i in best]
+
+
+def classify(model: object, pixels: np.ndarray, progress: bool = False, tta: str = "none") -> np.ndarray:
+    """Class probabilities for (n, 28, 28) uint8 images (the model scales them); with `tta`,
+    averaged over mirrored (and shifted) views as the evaluate stage does."""
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        batches = range(0, len(images), BATCH)
+        out = []
+        for start in tqdm(batches, desc="classifying", unit="batch", disable=not progress, file=sys.stderr):
+            x = images[start : start + BATCH].astype(np.float32)
+            out.append(np.asarray(model.predict_on_batch(x)))
+        return np.concatenate(out)
+
+    return predict_tta(predict, pixels, tta)

@@ -1,0 +1,84 @@
+"""Model builders; each reads like the table of layers it implements."""
+
+from __future__ import annotations
+
+import keras
+
+from fmnist_dvc import IMAGE_SHAPE, NUM_CLASSES
+from fmnist_dvc.train.params import CnnParams, TrainParams
+
+
+def pixel_scaling() -> keras.layers.Layer:
+    """The model's first layer: pixel values 0-255 in, 0-1 out, so a saved model takes raw
+    images and nothing outside it (predict, the benchmark, an export) repeats the scaling.
+
+    Normalization with mean 0 and variance 255**2 divides by exactly 255. Rescaling(1/255)
+    would multiply by the rounded reciprocal, which moves 126 of the 256 pixel values by one
+    float32 step and with them every trained weight; this keeps the results of a scaling
+    that used to happen in the input pipeline, bit for bit. It adds no weights.
+    """
+    return keras.layers.Normalization(mean=0.0, variance=255.0**2, name="pixel_scaling")
+
+
+def build_mlp(hidden_units: list[int], dropout: float) -> keras.Sequential:
+    """The seed MLP: pixel scaling and Flatten, then Dense+ReLU and Dropout per hidden layer, softmax out.
+
+    With hidden_units [256, 256, 128, 64] and 28x28 inputs: 308,554 parameters.
+    """
+    layers: list[keras.layers.Layer] = [
+        keras.Input(shape=IMAGE_SHAPE),
+        pixel_scaling(),
+        keras.layers.Flatten(),
+    ]
+    for units in hidden_units:
+        layers.append(keras.layers.Dense(units, activation="relu"))
+        layers.append(keras.layers.Dropout(dropout))
+    layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax"))
+    return keras.Sequential(layers, name="seed_mlp")
+
+
+def build_cnn(c: CnnParams) -> keras.Sequential:
+    """Conv blocks (Conv [+BN] + ReLU per entry) with 2x2 max-pooling between blocks; a head
+    that pools globally (`gap`) or keeps the positions (`flatten`); Dropout before each Dense
+    layer and before the softmax.
+
+    blocks [[32], [64, 64], [128, 128]] gives 28x28x32 | 14x14x64 x2 | 7x7x128 x2. `pool:
+    after_conv` pools inside each block but the last, straight after its first convolution (as
+    airbench does): the same output shape, but BatchNorm, ReLU and the block's other convolutions
+    run at the lower resolution, which on two cores saves about 15% of a training step. `flatten`
+    costs few FLOPs (one matrix product) but many parameters: where a garment's parts sit is
+    much of what tells a shirt from a coat, and global pooling throws it away.
+    """
+    layers: list[keras.layers.Layer] = [
+        keras.Input(shape=IMAGE_SHAPE),
+        pixel_scaling(),
+        keras.layers.Reshape((*IMAGE_SHAPE, 1)),
+    ]
+    last = len(c.blocks) - 1
+    for i, block in enumerate(c.blocks):
+        if i > 0 and c.pool == "after_block":
+            layers.append(keras.layers.MaxPooling2D())
+        for j, filters in enumerate(block):
+            # A bias before BatchNormalization is cancelled by its mean: leave it out.
+            layers.append(
+                keras.layers.Conv2D(filters, c.kernel_size, padding="same", use_bias=not c.batch_norm)
+            )
+            if c.pool == "after_conv" and j == 0 and i < last:
+                layers.append(keras.layers.MaxPooling2D())
+            if c.batch_norm:
+                layers.append(keras.layers.BatchNormalization(momentum=c.bn_momentum))
+            layers.append(keras.layers.ReLU())
+    layers.append(keras.layers.Flatten() if c.head == "flatten" else keras.layers.GlobalAveragePooling2D())
+    for units in c.dense_units:
+        layers.append(keras.layers.Dropout(c.dropout))
+        layers.append(keras.layers.Dense(units, activation="relu"))
+    layers.append(keras.layers.Dropout(c.dropout))
+    layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax"))
+    return keras.Sequential(layers, name="cnn")
+
+
+def build_model(params: TrainParams) -> keras.Sequential:
+    """The model `train.model` names, shaped by its own params section."""
+    if params.model == "cnn":
+        return build_cnn(params.cnn)
+    return build_mlp(params.mlp.hidden_units, params.mlp.dropout)
