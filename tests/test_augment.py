@@ -84,7 +84,7 @@ def test_only_training_batches_are_augmented(small_raw_dir: Path, tmp_path: Path
         "train", TrainParams, write_params(tmp_path, {"train.augment.flip.enabled": True})
     ).augment
     plain = np.concatenate([x for x, _ in make_dataset(images, labels, 100).as_numpy_iterator()])
-    assert np.array_equal(plain, images.astype(np.float32))  # evaluation data: untouched, in order
+    assert np.array_equal(plain, images.astype(np.float32))  # validation data: untouched, in order
 
     def epochs(first: int = 0, augment: AugmentParams | None = augment) -> list[list[np.ndarray]]:
         ds = make_training_dataset(images, labels, 100, seed=1, epochs=2, first_epoch=first, augment=augment)
@@ -134,13 +134,13 @@ def test_loading_a_chunk_at_a_time_gives_the_batches_of_one_at_a_time(
     assert len(chunked) == len(one_by_one) == 2 * batches_per_epoch(len(labels), batch_size)
     for (x, y), (x_ref, y_ref) in zip(chunked, one_by_one, strict=True):
         assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref)
-    evaluation = batches(make_dataset(images, labels, batch_size))
+    validation = batches(make_dataset(images, labels, batch_size))
     # Keras reads the batch count of validation data; an unknown one made it warn of running out.
-    assert make_dataset(images, labels, batch_size).cardinality() == len(evaluation)
-    assert [len(y) for _, y in evaluation] == [len(y) for _, y in chunked[: len(evaluation)]]
-    assert np.array_equal(np.concatenate([x for x, _ in evaluation]), images.astype(np.float32))
-    assert np.array_equal(np.concatenate([y for _, y in evaluation]).argmax(axis=1), labels)
+    assert make_dataset(images, labels, batch_size).cardinality() == len(validation)
+    assert [len(y) for _, y in validation] == [len(y) for _, y in chunked[: len(validation)]]
+    assert np.array_equal(np.concatenate([x for x, _ in validation]), images.astype(np.float32))
+    assert np.array_equal(np.concatenate([y for _, y in validation]).argmax(axis=1), labels)
     # The arrays Keras on JAX validates on hold the same values, bit for bit.
     x_all, y_all = as_arrays(images, labels)
-    assert np.concatenate([x for x, _ in evaluation]).tobytes() == x_all.tobytes()
-    assert np.concatenate([y for _, y in evaluation]).tobytes() == y_all.tobytes()
+    assert np.concatenate([x for x, _ in validation]).tobytes() == x_all.tobytes()
+    assert np.concatenate([y for _, y in validation]).tobytes() == y_all.tobytes()

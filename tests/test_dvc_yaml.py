@@ -97,10 +97,13 @@ def reduced_project(folder: Path, stages: dict[str, dict]) -> None:
 
 
 def changed(folder: Path) -> set[str]:
+    """The stages DVC would run again; then runs them, so the next call starts clean."""
     from dvc.repo import Repo
 
     with Repo(str(folder)) as repo:
-        return set(repo.status())
+        stages = set(repo.status())
+        repo.reproduce()
+    return stages
 
 
 def test_a_typo_key_in_a_section_makes_dvc_rerun_its_stage(
@@ -148,8 +151,18 @@ def test_editing_code_reruns_exactly_the_stages_that_import_it(
     assert edit("ship/predict.py") == set()
     # A stage's own package reruns that stage alone; core/ reruns every stage.
     assert edit("evaluate/figures.py") == {"evaluate"}
-    assert edit("train/resume.py") == {"evaluate", "train"}
+    assert edit("train/resume.py") == {"train"}
+    assert edit("data/idx.py") == {"download", "preprocess"}
     assert edit("core/errors.py") == set(PIPELINE)
+
+
+def test_resume_fingerprints_the_code_the_train_stage_depends_on() -> None:
+    """A snapshot is valid for the code DVC would rerun training for, no more and no less."""
+    from fmnist_dvc.train.resume import training_code
+
+    deps = [REPO_ROOT / d for d in PIPELINE["train"]["deps"] if d.startswith("src/")]
+    expected = {p for d in deps for p in ([d] if d.suffix == ".py" else d.glob("*.py"))}
+    assert set(training_code()) == expected
 
 
 def cached_outputs() -> list[str]:

@@ -69,6 +69,16 @@ def test_invalid_yaml_names_the_line(tmp_path: Path, stage: str) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
+@pytest.mark.parametrize("stage", ["download", "train"])
+def test_a_key_given_twice_is_refused(tmp_path: Path, stage: str) -> None:
+    # YAML would let the second silently win; DVC's reader, and so ours, refuses it.
+    text = (REPO_ROOT / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(text + "seed: 7\n")
+    # The catalogue's message names the line in the repository's params.yaml.
+    assert_catalogued_error(run_stage(stage, tmp_path, params=False), "duplicate-key")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
 def test_download_with_no_usable_source_leaves_no_data(tmp_path: Path) -> None:
     proc = run_stage("download", tmp_path, {"download.sources": [str(tmp_path / "nowhere")]})
     assert_catalogued_error(proc, "missing-source-directory", work=tmp_path)

@@ -1,7 +1,7 @@
 """Turn the raw IDX files into train/validation/test arrays of uint8.
 
 uint8 keeps data/prepared 4x smaller than float32 to hash, cache and share;
-the model's first layer scales the pixels to [0, 1] (models.pixel_scaling).
+the model's first layer scales the pixels to [0, 1] (train.models.pixel_scaling).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The tf.data input pipelines shared by training and evaluation."""
+"""The tf.data input pipelines of training: shuffled (and augmented) batches, and the validation split."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ CHUNK_IMAGES = 2048
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    """Batches of (float32 pixel values 0-255, one-hot) in file order, for validation and evaluation.
+    """Batches of (float32 pixel values 0-255, one-hot) in file order, for the validation split.
 
     The model scales the pixels itself (models.pixel_scaling). Converting chunk by chunk
     avoids a float32 copy of the whole set (188 MB for 60k images).

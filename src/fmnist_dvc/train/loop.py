@@ -56,7 +56,7 @@ def set_threads(threads: int) -> None:
     except RuntimeError:  # TensorFlow has started: the count is fixed for this process
         raise PipelineError(
             f"params.yaml: train.threads is {threads} but TensorFlow already runs with {current} "
-            "(0 = one per core) in this process; train in a fresh process (the train stage does)."
+            "(0 = its default) in this process; train in a fresh process (the train stage does)."
         ) from None
 
 
@@ -84,6 +84,7 @@ def train(
     set_threads(params.threads)
     set_seed(seed)
     x_train, y_train = load_split(data_dir, "train")
+    val = load_split(data_dir, "val")
     steps = batches_per_epoch(len(y_train), params.batch_size)
     model = build_model(params)
     compile_model(model, params, steps_per_epoch=steps)
@@ -95,7 +96,7 @@ def train(
             x_train, y_train, params.batch_size, seed, start.end_epoch, start.first_epoch, params.augment
         )
         callbacks = _callbacks(params, start, work_live, clock, snapshot_dir)
-        train_input, validation = _inputs(model, train_ds, load_split(data_dir, "val"), params.batch_size)
+        train_input, validation = _inputs(model, train_ds, val, params.batch_size)
         model.fit(
             train_input,
             validation_data=validation,

@@ -46,8 +46,10 @@ def fingerprint(params: TrainParams, seed: int, data_dir: Path) -> str:
         versions += [("jax", jax.__version__), ("jaxlib", jaxlib.__version__)]
     for package, version in versions:
         digest.update(f"{package}=={version}".encode())
-    # TensorFlow's intra-op thread count changes its arithmetic (README, "Reproducibility").
-    digest.update(f"threads={params.threads or os.cpu_count()}".encode())
+    # TensorFlow's intra-op thread count changes its arithmetic (README, "Reproducibility"). With
+    # train.threads 0 TensorFlow takes its own TF_NUM_INTRAOP_THREADS, else one per core.
+    threads = params.threads or os.environ.get("TF_NUM_INTRAOP_THREADS") or os.cpu_count()
+    digest.update(f"threads={threads}".encode())
     for path in sorted(Path(data_dir).glob("*.npy")):
         digest.update(path.name.encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
