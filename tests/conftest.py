@@ -84,7 +84,14 @@ def prepared(small_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 # workers take them in this order (xdist would otherwise sort the modules by their test count).
 # xdist queues a worker's next module once two tests of its current one are left, so a long
 # module ends with quick tests (test_pipeline's queued experiments come before its diffs).
-LONGEST_FIRST = ["test_sweep", "test_collaboration", "test_pipeline", "test_resume", "test_backend"]
+LONGEST_FIRST = [
+    "test_sweep",
+    "test_tune",
+    "test_collaboration",
+    "test_pipeline",
+    "test_resume",
+    "test_backend",
+]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -88,3 +88,32 @@ def test_stage_without_its_paths_prints_usage_and_exits_2() -> None:
     )
     assert proc.returncode == 2
     assert "usage: preprocess.py [-h] raw prepared samples" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("space", "fragment"),
+    [
+        (
+            "train.learnig_rate=interval(0.001, 0.01)",
+            "-S train.learnig_rate: not a key of params.yaml; did you mean",
+        ),
+        ("train.learning_rate=interval(0.001)", "cannot read the -S arguments"),
+        ("train.batch_size=choice()", "cannot read the -S arguments"),
+        ("train.learning_rate=tag(log, interval(0, 0.01))", "a log interval must start above 0 (got 0"),
+        ("train.learning_rate=interval(0.01, 0.001)", "interval(0.01, 0.001) is empty"),
+        ("train.epochs=3", "the -S arguments search nothing"),
+    ],
+)
+def test_fmnist_tune_refuses_a_bad_space_before_anything_starts(
+    space: str,
+    fragment: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
+    monkeypatch.chdir(tmp_path)  # not even a git repository: the space is read first
+    assert cli.main(["tune", "-S", space]) == 1
+    assert fragment in one_error_line(capsys)
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+    assert not (tmp_path / "tune").exists()

@@ -7,8 +7,9 @@ import shutil
 from fmnist_dvc.core.errors import PipelineError
 
 
-def dvc_executable() -> str:
-    found = shutil.which("dvc")
+def dvc_executable(path: str | None = None) -> str:
+    """`dvc` on `path` (default: PATH)."""
+    found = shutil.which("dvc", path=path)
     if found is None:
         raise PipelineError("dvc not found on PATH; activate the project's environment (.venv).")
     return found

@@ -40,16 +40,16 @@ def set_args(preset: Path) -> list[str]:
     tree = read_mapping(preset, "presets live in presets/*.yaml", "sections like params.yaml")
     args = []
     for key, value in flatten(tree).items():
-        args += ["-S", f"{key}={_compact(value)}"]
+        args += ["-S", f"{key}={compact(value)}"]
     return args
 
 
-def _compact(value: Any) -> str:
+def compact(value: Any) -> str:
     """JSON without spaces (one shell word), floats in positional notation (5e-05 -> 0.00005)."""
     if isinstance(value, float):
         return np.format_float_positional(value, trim="-")
     if isinstance(value, list):
-        return "[" + ",".join(_compact(v) for v in value) + "]"
+        return "[" + ",".join(compact(v) for v in value) + "]"
     return json.dumps(value)
 
 

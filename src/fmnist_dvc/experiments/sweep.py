@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from fmnist_dvc.core.errors import PipelineError
+from fmnist_dvc.experiments import cluster
 from fmnist_dvc.experiments.dvc_command import dvc_executable
 from fmnist_dvc.experiments.presets import flatten, set_args
 
-LOOPBACK = "127.0.0.1"
 SHOWN = ("test.accuracy", "test.tta_accuracy", "train.seconds")
 
 
@@ -123,13 +123,24 @@ def _check_dvc_remote(root: Path) -> None:
         )
 
 
-def run_trial(git_url: str, commit: str, name: str, overrides: list[str]) -> dict[str, Any]:
+def run_trial(
+    git_url: str,
+    commit: str,
+    name: str,
+    overrides: list[str],
+    board: Any = None,
+    watch: bool = False,
+) -> dict[str, Any]:
     """One trial, on whichever node Ray picks: clone, `dvc exp run`, `dvc exp push`. Cancelled
-    (KeyboardInterrupt from `ray.cancel`), it stops DVC and its stage, and removes its clone."""
+    (KeyboardInterrupt from `ray.cancel`), it stops DVC and its stage, and removes its clone.
+    `board` (cluster.Board) hears that it started; with `watch`, also each epoch's validation
+    accuracy, and a trial the board prunes is stopped and saves no experiment."""
     # Ray cancels a running task by interrupt_main(), which does nothing where SIGINT is ignored,
     # as on a node started in the background (`ray start ... &` in a script, nohup).
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if board is not None:
+        board.start.remote(name)
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the stages' python
     host = socket.gethostname()
@@ -139,9 +150,12 @@ def run_trial(git_url: str, commit: str, name: str, overrides: list[str]) -> dic
         if clone.returncode:
             return {"ok": False, "host": host, "error": _last_line(clone.stderr, "git clone failed")}
         _run(["git", "checkout", "--quiet", commit], repo, env)
-        dvc = dvc_executable()
+        dvc = dvc_executable(env["PATH"])  # beside this Python first, as the stages' python
         set_flags = [arg for o in overrides for arg in ("-S", o)]
-        done = _run([dvc, "exp", "run", "--pull", "-n", name, *set_flags], repo, env)
+        epochs = EpochWatch(repo, name, board) if watch else None
+        done = _run([dvc, "exp", "run", "--pull", "-n", name, *set_flags], repo, env, epochs)
+        if epochs is not None and epochs.pruned:
+            return {"ok": False, "pruned": True, "host": host, "epochs": epochs.values}
         if done.returncode:
             return {
                 "ok": False,
@@ -152,28 +166,70 @@ def run_trial(git_url: str, commit: str, name: str, overrides: list[str]) -> dic
         if pushed.returncode:
             return {"ok": False, "host": host, "error": _last_line(pushed.stderr, "dvc exp push failed")}
         shown = _run([dvc, "metrics", "show", "--json"], repo, env)
-        return {"ok": True, "host": host, "metrics": _flat_metrics(shown.stdout)}
+        result = {"ok": True, "host": host, "metrics": _flat_metrics(shown.stdout)}
+        if epochs is not None:
+            epochs.poll(final=True)
+            result["epochs"] = epochs.values
+        return result
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """A command in a process group of its own, so that an interrupted trial also stops the
-    stage that DVC started (killing DVC alone would leave its stage running)."""
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate()
-    except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+class EpochWatch:
+    """Reads a running trial's validation accuracy per epoch, as the train stage's resume
+    snapshot holds it after each epoch (then its dvclive logs, once the stage has ended), and
+    posts each new epoch to the board, which answers whether the trial is pruned."""
+
+    SNAPSHOT = "build/train-resume/live/plots/metrics/eval/accuracy.tsv"  # dvc.yaml's paths.resume
+    FINAL = "metrics/train/plots/metrics/eval/accuracy.tsv"  # dvc.yaml's paths.live
+
+    def __init__(self, repo: Path, name: str, board: Any) -> None:
+        self.repo, self.name, self.board = repo, name, board
+        self.values: list[float] = []
+        self.pruned = False
+
+    def poll(self, final: bool = False) -> bool:
+        """Post the epochs not posted yet; True if the trial is to stop."""
+        try:
+            rows = (self.repo / (self.FINAL if final else self.SNAPSHOT)).read_text().splitlines()[1:]
+        except OSError:  # no epoch finished yet, or a snapshot being replaced
+            return False
+        import ray
+
+        new = rows[len(self.values) :]
+        for row in new:
+            value = float(row.split("\t")[-1])
+            self.values.append(value)
+            stop = ray.get(self.board.report.remote(self.name, len(self.values) - 1, value))
+        if not new:  # the driver may have decided since the last epoch
+            stop = ray.get(self.board.pruned.remote(self.name))
+        self.pruned = stop and not final
+        return self.pruned
+
+
+def _run(
+    cmd: list[str], cwd: Path, env: dict[str, str], watch: EpochWatch | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A command in a process group of its own, so that an interrupted (or pruned) trial also
+    stops the stage that DVC started (killing DVC alone would leave its stage running). Its
+    output goes to files, which never fill up and block it while `watch` polls."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=out, stderr=err, text=True, start_new_session=True
+        )
+        try:
+            while proc.poll() is None:
+                if watch is not None and watch.poll():
+                    os.killpg(proc.pid, signal.SIGKILL)
+                try:
+                    proc.wait(timeout=1)
+                except subprocess.TimeoutExpired:
+                    continue
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
 
 
 def _last_line(text: str, fallback: str) -> str:
@@ -233,30 +289,11 @@ def sweep(
 
 
 def _run_on_ray(trials: list[Trial], git_url: str, commit: str, address: str | None, cpus: float) -> None:
-    local = not address or address.split(":")[0] in (LOOPBACK, "localhost")
-    if local:
-        # Ray's switch for clusters on one machine: its nodes' addresses (and the servers'
-        # bind addresses) stay 127.0.0.1 instead of the machine's network address.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    try:
-        import ray
-    except ImportError:
-        raise PipelineError("Ray is not installed: pip install -e '.[ray]' (make setup does).") from None
     from tqdm import tqdm
 
-    kwargs: dict[str, Any] = {"log_to_driver": False}
-    if address:
-        kwargs["address"] = address
-    else:
-        kwargs.update(include_dashboard=False, num_cpus=os.cpu_count())
-    try:
-        ray.init(**kwargs)
-    except ConnectionError as exc:
-        raise PipelineError(f"cannot reach the Ray cluster at {address}: {exc}") from None
-    # A node that dies takes its trial with it: Ray runs it again elsewhere (from the start:
-    # its resume snapshot was on that node). A trial's own failure is a result, not a retry.
-    task = ray.remote(run_trial).options(num_cpus=cpus, max_retries=3, retry_exceptions=False)
-    pending = {task.remote(git_url, commit, t.name, t.overrides): t for t in trials}
+    ray = cluster.connect(address)
+    task, board = cluster.trial_task(ray, run_trial, cpus)
+    pending = {task.remote(git_url, commit, t.name, t.overrides, board): t for t in trials}
     bar = tqdm(total=len(trials), desc="trials", unit="trial", file=sys.stderr)
     failed = 0
     try:
@@ -279,15 +316,11 @@ def _run_on_ray(trials: list[Trial], git_url: str, commit: str, address: str | N
                     failed += 1
                     tqdm.write(f"{trial.name}: failed: {trial.result['error']}", file=sys.stderr)
                 bar.update(1)
-            bar.set_postfix(running=len(pending), failed=failed)
+            started, _ = ray.get(board.read.remote())
+            bar.set_postfix(cluster.progress(started, [t.name for t in pending.values()], failed=failed))
     except KeyboardInterrupt:
-        # Ray raises KeyboardInterrupt inside each running trial, which stops its DVC run and
-        # removes its clone; wait for that, since the trials die with this driver.
         bar.close()
-        print(f"fmnist sweep: interrupted; cancelling {len(pending)} trials ...", file=sys.stderr)
-        for ref in pending:
-            ray.cancel(ref)
-        ray.wait(list(pending), num_returns=len(pending), timeout=60)
+        cluster.cancel(ray, list(pending), "sweep")
         raise
     finally:
         bar.close()

@@ -1,9 +1,11 @@
-"""The `fmnist` command: classify clothing images with the trained model, sweep experiments on Ray.
+"""The `fmnist` command: classify clothing images with the trained model; sweep and tune experiments on Ray.
 
     fmnist predict PATH... [--model models/model.keras] [--top-k 3] [--csv FILE] [--invert auto|yes|no]
                    [--tta none|flip|flip_translate]
     fmnist sweep -S KEY=V1,V2 [-S ...] [--preset presets/X.yaml] [--address HOST:PORT]
                  [--cpus-per-trial 2] [--name PREFIX]
+    fmnist tune -S 'KEY=interval(A, B)' [-S ...] [--trials 20] [--preset ...] [--address ...]
+                [--cpus-per-trial 2] [--name STUDY] [--pruner median] [--storage URL]
 
 --model also takes the exports, exports/model.onnx and exports/model.tflite, which run
 without TensorFlow (onnxruntime, the LiteRT interpreter).
@@ -28,6 +30,7 @@ from fmnist_dvc import CLASS_NAMES
 from fmnist_dvc.core.atomic import atomic_write_text
 from fmnist_dvc.core.errors import PipelineError, exit_code
 from fmnist_dvc.evaluate.tta import TTA_CHOICES
+from fmnist_dvc.experiments.tune import OBJECTIVES, PRUNERS
 from fmnist_dvc.ship.predict import BATCH, INVERT_CHOICES, Item, classify, expand, read_items, top_k
 
 
@@ -94,19 +97,49 @@ def main(argv: list[str] | None = None) -> int:
         help="test-time augmentation: average over the mirror image (flip) and 1-px shifts (flip_translate)",
     )
     sweep = sub.add_parser("sweep", help="run a grid of DVC experiments on a Ray cluster (docs/scaling.md)")
+    tune = sub.add_parser(
+        "tune",
+        help="search hyperparameters with Optuna, each trial a DVC experiment on Ray (docs/scaling.md)",
+    )
+    for command in (sweep, tune):
+        command.add_argument("--preset", type=Path, help="a presets/*.yaml applied to every trial")
+        command.add_argument(
+            "--address", help="a running Ray cluster (HOST:PORT); default: Ray on this machine"
+        )
+        command.add_argument(
+            "--cpus-per-trial", type=float, default=2, help="CPU cores Ray reserves per trial"
+        )
     sweep.add_argument(
         "-S", "--set-param", action="append", default=[], dest="overrides", metavar="KEY=VALUES",
         help="as in dvc exp run: 'seed=1,2,3' makes three trials; several -S make a grid",
     )  # fmt: skip
-    sweep.add_argument("--preset", type=Path, help="a presets/*.yaml applied to every trial")
-    sweep.add_argument("--address", help="a running Ray cluster (HOST:PORT); default: Ray on this machine")
-    sweep.add_argument("--cpus-per-trial", type=float, default=2, help="CPU cores Ray reserves per trial")
     sweep.add_argument("--name", help="experiment name prefix (default: sweep-MMDD-HHMMSS)")
+    tune.add_argument(
+        "-S", "--set-param", action="append", default=[], dest="overrides", metavar="KEY=SPACE",
+        help="'train.learning_rate=tag(log, interval(0.0003, 0.01))', choice(...), range(...), a,b; "
+        "a plain KEY=VALUE is fixed for every trial",
+    )  # fmt: skip
+    tune.add_argument(
+        "--trials", type=int, default=20, help="trials in the study, those already run included"
+    )
+    tune.add_argument("--name", help="the study, and its experiments' prefix (default: from the arguments)")
+    tune.add_argument(
+        "--objective", choices=OBJECTIVES, default=OBJECTIVES[0], help="validation accuracy to maximise"
+    )
+    tune.add_argument("--pruner", choices=PRUNERS, default=PRUNERS[0], help="how trials behind are stopped")
+    tune.add_argument("--storage", help="an Optuna storage URL (default: sqlite:///tune/optuna.db)")
     args = parser.parse_args(argv)
     if args.command == "sweep":
         from fmnist_dvc.experiments.sweep import sweep as run_sweep
 
         return exit_code(run_sweep, args.overrides, args.preset, args.address, args.cpus_per_trial, args.name)
+    if args.command == "tune":
+        from fmnist_dvc.experiments.tune import tune as run_tune
+
+        return exit_code(
+            run_tune, args.overrides, args.preset, args.trials, args.address, args.cpus_per_trial,
+            args.name, args.objective, args.storage, args.pruner,
+        )  # fmt: skip
     return exit_code(predict_command, args)
 
 
