@@ -77,7 +77,7 @@ def _csv(rows: list[tuple[Item, list[tuple[str, float]]]], k: int) -> str:
     return buffer.getvalue()
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fmnist", description="Classify clothing images (Fashion-MNIST).")
     sub = parser.add_subparsers(dest="command", required=True)
     predict = sub.add_parser("predict", help="classify image files, IDX/NPY batches or directories")
@@ -128,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     tune.add_argument("--pruner", choices=PRUNERS, default=PRUNERS[0], help="how trials behind are stopped")
     tune.add_argument("--storage", help="an Optuna storage URL (default: sqlite:///tune/optuna.db)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "sweep":
         from fmnist_dvc.experiments.sweep import sweep as run_sweep
 
