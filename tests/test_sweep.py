@@ -67,10 +67,14 @@ def started_by_us(pid: int) -> bool:
 
 
 def start_sweep(repo: Path, *args: str) -> subprocess.Popen[str]:
-    """`fmnist sweep` as a terminal's foreground job: pytest-xdist's workers ignore SIGINT, and a
+    return start_fmnist(repo, "sweep", *args)
+
+
+def start_fmnist(repo: Path, *args: str) -> subprocess.Popen[str]:
+    """`fmnist ARGS` as a terminal's foreground job: pytest-xdist's workers ignore SIGINT, and a
     child started with SIGINT ignored (Python then installs no KeyboardInterrupt) keeps that."""
     return subprocess.Popen(
-        [str(BIN / "fmnist"), "sweep", *args],
+        [str(BIN / "fmnist"), *args],
         cwd=repo,
         env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
         stdout=subprocess.PIPE,

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.dvcrepo import BIN, dvc, exp_runs, new_project, run, set_params
+from tests.dvcrepo import dvc, exp_runs, new_project, run, set_params
 from tests.helpers import require
-from tests.test_sweep import finish, ray_env
+from tests.test_sweep import finish, ray_env, start_fmnist
 
 pytestmark = pytest.mark.slow
 
@@ -35,16 +35,7 @@ SEED = 6  # the sampler's seed too: its first three draws are 0.003, 0.003, 1e-6
 
 
 def start_tune(repo: Path, *args: str) -> subprocess.Popen[str]:
-    """As a terminal's foreground job: SIGINT is Ctrl-C (pytest-xdist's workers ignore it)."""
-    return subprocess.Popen(
-        [str(BIN / "fmnist"), "tune", *args],
-        cwd=repo,
-        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    return start_fmnist(repo, "tune", *args)
 
 
 def warned_then_interrupted(proc: subprocess.Popen[str], within: float) -> dict:
