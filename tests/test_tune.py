@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -185,6 +186,9 @@ def test_the_bad_learning_rate_is_pruned_after_its_second_epoch(tuned: dict) -> 
     table = tuned["resumed"].stdout
     row = next(line for line in table.splitlines() if line.startswith(f"| {tuned['name']}-2 |"))
     assert "| pruned |" in row and f"| {pruned.user_attrs['epochs']} |" in row  # the epochs it ran
+    # What pruning saved, from the pruned trial's own time per epoch.
+    assert pruned.user_attrs["max_epochs"] == 4 and pruned.user_attrs["epoch_seconds"] > 0
+    assert re.search(r"the 1 pruned ones, run to the end, would have taken [\d.]+ more", table)
 
 
 def test_killed_driver_resumes_without_repeating_finished_trials(tuned: dict) -> None:

@@ -141,6 +141,7 @@ def run_trial(
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if board is not None:
         board.start.remote(name)
+    began = time.monotonic()
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the stages' python
     host = socket.gethostname()
@@ -154,8 +155,12 @@ def run_trial(
         set_flags = [arg for o in overrides for arg in ("-S", o)]
         epochs = EpochWatch(repo, name, board) if watch else None
         done = _run([dvc, "exp", "run", "--pull", "-n", name, *set_flags], repo, env, epochs)
+        timing = {"seconds": time.monotonic() - began}
+        if epochs is not None:
+            epochs.poll(final=not epochs.pruned)  # a finished stage's dvclive logs hold every epoch
+            timing.update(epochs=epochs.values, epoch_seconds=epochs.epoch_seconds())
         if epochs is not None and epochs.pruned:
-            return {"ok": False, "pruned": True, "host": host, "epochs": epochs.values}
+            return {"ok": False, "pruned": True, "host": host, **timing}
         if done.returncode:
             return {
                 "ok": False,
@@ -166,11 +171,7 @@ def run_trial(
         if pushed.returncode:
             return {"ok": False, "host": host, "error": _last_line(pushed.stderr, "dvc exp push failed")}
         shown = _run([dvc, "metrics", "show", "--json"], repo, env)
-        result = {"ok": True, "host": host, "metrics": _flat_metrics(shown.stdout)}
-        if epochs is not None:
-            epochs.poll(final=True)
-            result["epochs"] = epochs.values
-        return result
+        return {"ok": True, "host": host, "metrics": _flat_metrics(shown.stdout), **timing}
 
 
 class EpochWatch:
@@ -184,7 +185,14 @@ class EpochWatch:
     def __init__(self, repo: Path, name: str, board: Any) -> None:
         self.repo, self.name, self.board = repo, name, board
         self.values: list[float] = []
+        self.seen: list[float] = []  # seconds from the start of the watch to each epoch's sighting
+        self.start = time.monotonic()
         self.pruned = False
+
+    def epoch_seconds(self) -> float | None:
+        """The trial's own time per epoch: the median gap between epochs seen while it trained."""
+        gaps = sorted(b - a for a, b in zip(self.seen, self.seen[1:], strict=False))
+        return gaps[len(gaps) // 2] if gaps else None
 
     def poll(self, final: bool = False) -> bool:
         """Post the epochs not posted yet; True if the trial is to stop."""
@@ -198,6 +206,8 @@ class EpochWatch:
         for row in new:
             value = float(row.split("\t")[-1])
             self.values.append(value)
+            if not final:  # the dvclive logs at the end come all at once
+                self.seen.append(time.monotonic() - self.start)
             stop = ray.get(self.board.report.remote(self.name, len(self.values) - 1, value))
         if not new:  # the driver may have decided since the last epoch
             stop = ray.get(self.board.pruned.remote(self.name))

@@ -144,6 +144,7 @@ def tune(
     study = _study(name, storage or STORAGE, pruner, load_seed(root / "params.yaml"), trials, root)
     Driver(study, space, objective, remote, root).run(trials, git_url, commit, address, cpus_per_trial)
     print(table(study))
+    print(compute(study, cpus_per_trial))
     _write_results(study, space, name, root)
     failed = [t for t in study.trials if t.state.name == "FAIL" and not interrupted(t)]
     return 1 if failed else 0
@@ -208,13 +209,9 @@ class Driver:
         try:
             while todo or pending:
                 while todo and len(pending) < slots:
-                    trial = self.study.ask(self.space.distributions)
-                    exp = f"{self.study.study_name}-{trial.number}"
-                    trial.set_user_attr("experiment", exp)
-                    self.live[exp] = trial
-                    pending[
-                        task.remote(git_url, commit, exp, self.space.overrides(trial.params), board, True)
-                    ] = exp
+                    exp = self._ask()
+                    overrides = self.space.overrides(self.live[exp].params)
+                    pending[task.remote(git_url, commit, exp, overrides, board, True)] = exp
                     todo -= 1
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=1)
                 started, reports = ray.get(board.read.remote())
@@ -247,6 +244,19 @@ class Driver:
             bar.close()
             ray.shutdown()
 
+    def _ask(self) -> str:
+        """A new trial from the sampler; its experiment's name."""
+        trial = self.study.ask(self.space.distributions)
+        exp = f"{self.study.study_name}-{trial.number}"
+        trial.set_user_attr("experiment", exp)
+        given = [
+            o.split("=", 1)[1] for o in self.space.overrides(trial.params) if o.startswith("train.epochs=")
+        ]
+        epochs = int(given[-1]) if given else int(read_params(self.root / "params.yaml")["train"]["epochs"])
+        trial.set_user_attr("max_epochs", epochs)  # what a pruned trial would have run
+        self.live[exp] = trial
+        return exp
+
     def _report(self, board: Any, exp: str, epoch: int, value: float) -> None:
         trial = self.live.get(exp)
         if trial is None or epoch in trial.user_attrs.get("reported", []):
@@ -261,6 +271,9 @@ class Driver:
         exp = trial.user_attrs["experiment"]
         epochs = result.get("epochs") or []
         trial.set_user_attr("epochs", len(epochs))
+        for key in ("seconds", "epoch_seconds"):  # the compute the study took, and what pruning saved
+            if result.get(key) is not None:
+                trial.set_user_attr(key, round(result[key], 1))
         if epochs:
             trial.set_user_attr("last_val_accuracy", epochs[-1])
         if result.get("pruned"):
@@ -313,6 +326,24 @@ def table(study: Any) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def compute(study: Any, cpus: float) -> str:
+    """CPU-minutes the study's trials took, and what running the pruned ones to the end would
+    have added, from each pruned trial's own time per epoch."""
+    trials = [t for t in study.trials if not interrupted(t) and "seconds" in t.user_attrs]
+    spent = sum(t.user_attrs["seconds"] for t in trials) * cpus / 60
+    pruned = [t for t in trials if t.state.name == "PRUNED" and t.user_attrs.get("epoch_seconds")]
+    rest = sum(
+        (t.user_attrs["max_epochs"] - t.user_attrs["epochs"]) * t.user_attrs["epoch_seconds"] for t in pruned
+    )
+    saved = rest * cpus / 60
+    if not spent:
+        return "fmnist tune: no trial ran"
+    return (
+        f"fmnist tune: {len(trials)} trials took {spent:.1f} CPU-minutes; the {len(pruned)} pruned ones, run "
+        f"to the end, would have taken {saved:.1f} more ({saved / (spent + saved):.0%} saved by pruning)"
+    )
 
 
 def _fmt(value: float | None) -> str:
