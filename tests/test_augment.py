@@ -144,3 +144,31 @@ def test_loading_a_chunk_at_a_time_gives_the_batches_of_one_at_a_time(
     x_all, y_all = as_arrays(images, labels)
     assert np.concatenate([x for x, _ in validation]).tobytes() == x_all.tobytes()
     assert np.concatenate([y for _, y in validation]).tobytes() == y_all.tobytes()
+
+
+def test_alternating_flip_mirrors_each_image_in_every_other_epoch(
+    small_raw_dir: Path, tmp_path: Path
+) -> None:
+    images, labels = read_pair(
+        small_raw_dir / "t10k-images-idx3-ubyte", small_raw_dir / "t10k-labels-idx1-ubyte"
+    )
+    changes = {"train.augment.flip.enabled": True, "train.augment.flip.mode": "alternate"}
+    augment = load_section("train", TrainParams, write_params(tmp_path, changes)).augment
+
+    def flipped_per_epoch(first: int = 0) -> list[dict[int, bool]]:
+        """Per epoch, each image (by index) and whether it came out mirrored."""
+        ds = make_training_dataset(images, labels, 100, seed=1, epochs=3, first_epoch=first, augment=augment)
+        plain = make_training_dataset(images, labels, 100, seed=1, epochs=3, first_epoch=first)
+        per_epoch = batches_per_epoch(len(labels), 100) * 100
+        out = [x for b, _ in ds.as_numpy_iterator() for x in b]
+        ref = [x for b, _ in plain.as_numpy_iterator() for x in b]  # the same order, unflipped
+        index = {images[i].astype(np.float32).tobytes(): i for i in range(len(images))}
+        seen = [{} for _ in range(len(out) // per_epoch)]
+        for k, (a, b) in enumerate(zip(out, ref, strict=True)):
+            seen[k // per_epoch][index[b.tobytes()]] = not np.array_equal(a, b)
+        return seen
+
+    e0, e1, e2 = flipped_per_epoch()
+    assert 0.3 < sum(e0.values()) / len(e0) < 0.7  # epoch 0: each image's own coin
+    assert all(e1[i] != e0[i] for i in e0) and e2 == e0  # then every other epoch
+    assert flipped_per_epoch(first=1)[0] == e1  # the same after a resume

@@ -1,5 +1,7 @@
 import keras
 import numpy as np
+import pytest
+from pydantic import ValidationError
 
 from fmnist_dvc.core.params import load_section
 from fmnist_dvc.train.models import build_cnn, build_model, pixel_scaling
@@ -62,3 +64,20 @@ def test_models_take_raw_pixels_and_scale_them_exactly_as_division_by_255() -> N
     assert np.asarray(pixel_scaling()(pixels)).tobytes() == (pixels / np.float32(255)).tobytes()
     for model in (build_model(params), build_model(params.replace(model="cnn"))):
         assert isinstance(model.layers[0], keras.layers.Normalization) and not model.layers[0].weights
+
+
+def test_residual_blocks_add_the_first_convolution_to_the_last() -> None:
+    cnn = load_section("train", TrainParams, REPO_ROOT / "params.yaml").cnn
+    plain = build_cnn(cnn)
+    residual = build_cnn(cnn.replace(residual=True))
+    assert isinstance(plain, keras.Sequential) and not isinstance(residual, keras.Sequential)
+    adds = [layer for layer in residual.layers if isinstance(layer, keras.layers.Add)]
+    assert len(adds) == 2  # blocks [64, 64] and [128, 128]; [32] has one convolution
+    assert residual.count_params() == plain.count_params() and residual.output_shape == (None, 10)
+    assert [a.output.shape for a in adds] == [(None, 14, 14, 64), (None, 7, 7, 128)]
+
+
+def test_residual_blocks_need_one_width_each() -> None:
+    cnn = load_section("train", TrainParams, REPO_ROOT / "params.yaml").cnn
+    with pytest.raises(ValidationError, match="each block needs one width"):
+        cnn.replace(blocks=[[32], [64, 128]], residual=True)

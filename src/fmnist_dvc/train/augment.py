@@ -16,11 +16,14 @@ from fmnist_dvc.train.params import AugmentParams
 SIDE = 28
 
 
-def augment_batch(images: tf.Tensor, seed: tf.Tensor, params: AugmentParams) -> tf.Tensor:
-    """Apply the enabled ops, each with its own seed derived from the batch's `seed`."""
+def augment_batch(
+    images: tf.Tensor, seed: tf.Tensor, params: AugmentParams, flips: tf.Tensor | None = None
+) -> tf.Tensor:
+    """Apply the enabled ops, each with its own seed derived from the batch's `seed`; `flips`
+    (one bool per image) decides the flip instead of a coin, for `flip.mode: alternate`."""
     seeds = tf.random.experimental.stateless_split(seed, num=4)
     if params.flip.enabled:
-        images = random_flip(images, seeds[0])
+        images = random_flip(images, seeds[0]) if flips is None else flip_where(images, flips)
     if params.zoom.enabled:
         images = random_zoom(images, seeds[1], params.zoom.factor)
     if params.translate.enabled:
@@ -32,8 +35,12 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, params: AugmentParams) -> 
 
 def random_flip(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Mirror about half of the images left-right (clothes are mostly symmetric)."""
-    flip = tf.random.stateless_uniform([tf.shape(images)[0]], seed) < 0.5
-    return tf.where(flip[:, None, None], tf.reverse(images, axis=[2]), images)
+    return flip_where(images, tf.random.stateless_uniform([tf.shape(images)[0]], seed) < 0.5)
+
+
+def flip_where(images: tf.Tensor, flips: tf.Tensor) -> tf.Tensor:
+    """Mirror left-right the images whose entry in `flips` is true."""
+    return tf.where(flips[:, None, None], tf.reverse(images, axis=[2]), images)
 
 
 def random_translate(images: tf.Tensor, seed: tf.Tensor, pixels: int) -> tf.Tensor:

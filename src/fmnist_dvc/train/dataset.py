@@ -66,6 +66,10 @@ def make_training_dataset(
     key = tf.constant([seed, 0], tf.int64)
     augmented = augment is not None and augment.any_enabled
     chunk = _chunk_batches(batch_size)
+    # airbench's alternating flip: each image's own coin in epoch 0, the opposite in epoch 1, ...
+    alternate = augmented and augment.flip.enabled and augment.flip.mode == "alternate"
+    if alternate:
+        first_flips = tf.random.stateless_uniform([n], tf.random.experimental.stateless_fold_in(key, 2)) < 0.5
 
     def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
         epoch_key = tf.random.experimental.stateless_fold_in(key, epoch)
@@ -76,19 +80,27 @@ def make_training_dataset(
             indices = tf.data.Dataset.from_tensor_slices(order).batch(batch_size * chunk)
             return indices.map(gather).rebatch(batch_size)
         batch_keys = tf.random.experimental.stateless_fold_in(epoch_key, 1)
-        return (
+        batches = (
             tf.data.Dataset.from_tensor_slices(order)
             .batch(batch_size)
             .enumerate()
             .map(lambda i, idx: (idx, tf.random.experimental.stateless_fold_in(batch_keys, i)))
         )
+        if alternate:
+            odd = epoch % 2 == 1
+            batches = batches.map(
+                lambda idx, k: (idx, k, tf.math.logical_xor(tf.gather(first_flips, idx), odd))
+            )
+        return batches
 
     def gather(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return _cast_and_encode(tf.gather(images_t, idx), tf.gather(labels_t, idx))
 
-    def load_augmented(idx: tf.Tensor, batch_key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def load_augmented(
+        idx: tf.Tensor, batch_key: tf.Tensor, flips: tf.Tensor | None = None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         x, y = gather(idx)
-        return augment_batch(x, batch_key, augment), y
+        return augment_batch(x, batch_key, augment, flips), y
 
     ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
     if not augmented:

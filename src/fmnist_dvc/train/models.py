@@ -37,7 +37,7 @@ def build_mlp(hidden_units: list[int], dropout: float) -> keras.Sequential:
     return keras.Sequential(layers, name="seed_mlp")
 
 
-def build_cnn(c: CnnParams) -> keras.Sequential:
+def build_cnn(c: CnnParams) -> keras.Model:
     """Conv blocks (Conv [+BN] + ReLU per entry) with 2x2 max-pooling between blocks; a head
     that pools globally (`gap`) or keeps the positions (`flatten`); Dropout before each Dense
     layer and before the softmax.
@@ -47,37 +47,50 @@ def build_cnn(c: CnnParams) -> keras.Sequential:
     airbench does): the same output shape, but BatchNorm, ReLU and the block's other convolutions
     run at the lower resolution, which on two cores saves about 15% of a training step. `flatten`
     costs few FLOPs (one matrix product) but many parameters: where a garment's parts sit is
-    much of what tells a shirt from a coat, and global pooling throws it away.
+    much of what tells a shirt from a coat, and global pooling throws it away. `residual` adds
+    each block's first convolution's output to its last one's (blocks of two or more).
     """
-    layers: list[keras.layers.Layer] = [
-        keras.Input(shape=IMAGE_SHAPE),
-        pixel_scaling(),
-        keras.layers.Reshape((*IMAGE_SHAPE, 1)),
-    ]
+    stem: list[keras.layers.Layer] = [pixel_scaling(), keras.layers.Reshape((*IMAGE_SHAPE, 1))]
+    segments: list[tuple[list[keras.layers.Layer], bool]] = [(stem, False)]  # (layers, add a skip?)
     last = len(c.blocks) - 1
     for i, block in enumerate(c.blocks):
         if i > 0 and c.pool == "after_block":
-            layers.append(keras.layers.MaxPooling2D())
+            segments[-1][0].append(keras.layers.MaxPooling2D())
         for j, filters in enumerate(block):
+            if j == 1:  # the rest of the block: a segment of its own, summed with its input if residual
+                segments.append(([], c.residual))
             # A bias before BatchNormalization is cancelled by its mean: leave it out.
-            layers.append(
-                keras.layers.Conv2D(filters, c.kernel_size, padding="same", use_bias=not c.batch_norm)
-            )
+            conv = [keras.layers.Conv2D(filters, c.kernel_size, padding="same", use_bias=not c.batch_norm)]
             if c.pool == "after_conv" and j == 0 and i < last:
-                layers.append(keras.layers.MaxPooling2D())
+                conv.append(keras.layers.MaxPooling2D())
             if c.batch_norm:
-                layers.append(keras.layers.BatchNormalization(momentum=c.bn_momentum))
-            layers.append(keras.layers.ReLU())
-    layers.append(keras.layers.Flatten() if c.head == "flatten" else keras.layers.GlobalAveragePooling2D())
+                conv.append(keras.layers.BatchNormalization(momentum=c.bn_momentum))
+            segments[-1][0].extend([*conv, keras.layers.ReLU()])
+        segments.append(([], False))
+    head = segments[-1][0]
+    head.append(keras.layers.Flatten() if c.head == "flatten" else keras.layers.GlobalAveragePooling2D())
     for units in c.dense_units:
-        layers.append(keras.layers.Dropout(c.dropout))
-        layers.append(keras.layers.Dense(units, activation="relu"))
-    layers.append(keras.layers.Dropout(c.dropout))
-    layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax"))
-    return keras.Sequential(layers, name="cnn")
+        head += [keras.layers.Dropout(c.dropout), keras.layers.Dense(units, activation="relu")]
+    head += [keras.layers.Dropout(c.dropout), keras.layers.Dense(NUM_CLASSES, activation="softmax")]
+    return _wire(segments, "cnn")
 
 
-def build_model(params: TrainParams) -> keras.Sequential:
+def _wire(segments: list[tuple[list[keras.layers.Layer], bool]], name: str) -> keras.Model:
+    """The layers in a row, as a Sequential model; with skips, as a functional model where each
+    skip segment's output is added to its input."""
+    inputs = keras.Input(shape=IMAGE_SHAPE)
+    if not any(skip for _, skip in segments):
+        return keras.Sequential([inputs, *(layer for layers, _ in segments for layer in layers)], name=name)
+    x = inputs
+    for layers, skip in segments:
+        y = x
+        for layer in layers:
+            y = layer(y)
+        x = keras.layers.Add()([x, y]) if skip else y
+    return keras.Model(inputs, x, name=name)
+
+
+def build_model(params: TrainParams) -> keras.Model:
     """The model `train.model` names, shaped by its own params section."""
     if params.model == "cnn":
         return build_cnn(params.cnn)

@@ -27,6 +27,14 @@ class CnnParams(Params):
     dropout: Unit
     bn_momentum: Unit
     pool: Literal["after_block", "after_conv"]
+    residual: bool
+
+    @model_validator(mode="after")
+    def _residual_needs_one_width_per_block(self) -> CnnParams:
+        if self.residual and any(len(set(block)) > 1 for block in self.blocks):
+            message = "adds a block's first and last convolutions, so each block needs one width"
+            raise PydanticCustomError("residual_widths", message, {"field": "residual", "value": self.blocks})
+        return self
 
 
 class Toggle(Params):  # an augmentation: on or off, and its own settings
@@ -46,8 +54,14 @@ class ZoomParams(Toggle):
     factor: Annotated[float, Field(ge=0, lt=0.5)]
 
 
+class FlipParams(Toggle):
+    mode: Annotated[
+        Literal["random", "alternate"], Field(description="alternate: each image flips every other epoch")
+    ]
+
+
 class AugmentParams(Params):
-    flip: Toggle
+    flip: FlipParams
     translate: TranslateParams
     erase: EraseParams
     zoom: ZoomParams
