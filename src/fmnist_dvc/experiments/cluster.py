@@ -111,3 +111,11 @@ def cancel(ray: Any, refs: list[Any], command: str) -> None:
     for ref in refs:
         ray.cancel(ref)
     ray.wait(refs, num_returns=len(refs), timeout=60)
+
+
+def progress_bar(total: int, initial: int = 0) -> Any:
+    """The trials' bar on stderr: redrawn each second in a terminal, every 30 s in a log file."""
+    from tqdm import tqdm
+
+    every = 1.0 if sys.stderr.isatty() else 30.0
+    return tqdm(total=total, initial=initial, desc="trials", unit="trial", file=sys.stderr, mininterval=every)

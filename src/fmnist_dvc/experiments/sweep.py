@@ -304,7 +304,7 @@ def _run_on_ray(trials: list[Trial], git_url: str, commit: str, address: str | N
     ray = cluster.connect(address)
     task, board = cluster.trial_task(ray, run_trial, cpus)
     pending = {task.remote(git_url, commit, t.name, t.overrides, board): t for t in trials}
-    bar = tqdm(total=len(trials), desc="trials", unit="trial", file=sys.stderr)
+    bar = cluster.progress_bar(len(trials))
     failed = 0
     try:
         while pending:

@@ -205,7 +205,7 @@ class Driver:
         total = sum(n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"])
         slots = max(1, int(total // cpus))
         pending: dict[Any, str] = {}
-        bar = tqdm(total=trials, initial=finished, desc="trials", unit="trial", file=sys.stderr)
+        bar = cluster.progress_bar(trials, finished)
         try:
             while todo or pending:
                 while todo and len(pending) < slots:
