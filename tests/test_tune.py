@@ -209,7 +209,7 @@ def test_killed_driver_resumes_without_repeating_finished_trials(tuned: dict) ->
 def test_completed_trials_are_experiments_with_their_metrics(tuned: dict) -> None:
     runs = {r["name"]: r for r in exp_runs(tuned["show"]) if r["name"]}
     for trial in tuned["trials"]:
-        exp = trial.user_attrs["experiment"]
+        exp = trial.user_attrs["experiment"]  # every trial, the interrupted ones too, has its name
         if trial.state.name == "COMPLETE":
             metrics = runs[exp]["metrics"]["metrics/evaluate.json"]["data"]["test"]
             assert metrics["accuracy"] == trial.user_attrs["test_accuracy"]

@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import os
+import signal
+import socket
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,7 +198,8 @@ class Driver:
         from tqdm import tqdm
 
         for stale in self.study.get_trials(deepcopy=False, states=(self._state("RUNNING"),)):
-            self.study.tell(stale.number, state=self._state("FAIL"))  # its driver died: run it again
+            if not _driver_alive(stale.user_attrs.get("driver", "")):
+                self.study.tell(stale.number, state=self._state("FAIL"))  # its driver died: run it again
         finished = sum(not interrupted(t) for t in self.study.trials)
         todo = max(0, trials - finished)
         if finished:
@@ -245,16 +251,19 @@ class Driver:
             ray.shutdown()
 
     def _ask(self) -> str:
-        """A new trial from the sampler; its experiment's name."""
-        trial = self.study.ask(self.space.distributions)
-        exp = f"{self.study.study_name}-{trial.number}"
-        trial.set_user_attr("experiment", exp)
+        """A new trial from the sampler; its experiment's name. Ctrl-C waits until the trial is
+        registered here, so that it is cancelled with the others, not left running in the store."""
+        with _ctrl_c_deferred():
+            trial = self.study.ask(self.space.distributions)
+            exp = f"{self.study.study_name}-{trial.number}"
+            self.live[exp] = trial
+            trial.set_user_attr("driver", f"{socket.gethostname()}:{os.getpid()}")
+            trial.set_user_attr("experiment", exp)
         given = [
             o.split("=", 1)[1] for o in self.space.overrides(trial.params) if o.startswith("train.epochs=")
         ]
         epochs = int(given[-1]) if given else int(read_params(self.root / "params.yaml")["train"]["epochs"])
         trial.set_user_attr("max_epochs", epochs)  # what a pruned trial would have run
-        self.live[exp] = trial
         return exp
 
     def _report(self, board: Any, exp: str, epoch: int, value: float) -> None:
@@ -326,6 +335,34 @@ def table(study: Any) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+@contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Ctrl-C inside the block takes effect at its end (main thread only, as signal handlers)."""
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def _driver_alive(driver: str) -> bool:
+    """Whether the driver process that runs a trial (HOST:PID) is still running. One on another
+    host may be: its trial is left alone. No driver recorded: it died before it could say."""
+    host, _, pid = driver.rpartition(":")
+    if host != socket.gethostname():
+        return bool(host)
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # another user's process of that id
+        return True
+    return True
 
 
 def compute(study: Any, cpus: float) -> str:
