@@ -35,13 +35,14 @@ def connect(address: str | None) -> Any:
     return ray
 
 
-def largest_node_cpus(ray: Any) -> float:
-    return max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]), default=0.0)
+def node_cpus(ray: Any) -> list[float]:
+    """The CPUs of each live node of the cluster."""
+    return [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]]
 
 
 def too_big(ray: Any, cpus: float) -> str | None:
     """A sentence when no node of the cluster can run a trial of `cpus` CPUs, else None."""
-    largest = largest_node_cpus(ray)
+    largest = max(node_cpus(ray), default=0.0)
     if cpus <= largest:
         return None
     return (

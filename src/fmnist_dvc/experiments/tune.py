@@ -141,13 +141,15 @@ def tune(
 ) -> int:
     """Run (or resume) the study, pull every completed trial here, print the best, write the
     best params as presets/tuned-NAME.yaml and the study's figures to tune/."""
-    keys = list(flatten(read_params(root / "params.yaml")))
+    params = read_params(root / "params.yaml")
+    keys = list(flatten(params))
     base = [a for a in set_args(preset) if a != "-S"] if preset else []
     space = parse_space(base + list(overrides), keys)  # -S after the preset wins, as in dvc exp run
     git_url, commit, remote = check_repository(root)
     name = name or default_name(list(overrides), preset)
     study = _study(name, storage or STORAGE, pruner, load_seed(root / "params.yaml"), trials, root)
-    Driver(study, space, objective, remote, root).run(trials, git_url, commit, address, cpus_per_trial)
+    driver = Driver(study, space, objective, remote, root, default_epochs=params["train"]["epochs"])
+    driver.run(trials, git_url, commit, address, cpus_per_trial)
     print(table(study))
     print(compute(study, cpus_per_trial))
     _write_results(study, space, name, root)
@@ -190,8 +192,11 @@ class Driver:
     """Asks Optuna for trials, runs each on Ray, passes their epochs to the pruner and tells
     Optuna how each ended; a completed trial is pulled into this repository first."""
 
-    def __init__(self, study: Any, space: Space, objective: str, remote: str, root: Path) -> None:
+    def __init__(
+        self, study: Any, space: Space, objective: str, remote: str, root: Path, default_epochs: int
+    ) -> None:
         self.study, self.space, self.objective, self.remote, self.root = study, space, objective, remote, root
+        self.default_epochs = default_epochs  # params.yaml's train.epochs, for trials that do not set it
         self.live: dict[str, Any] = {}  # experiment name -> optuna trial, while it runs
 
     def run(self, trials: int, git_url: str, commit: str, address: str | None, cpus: float) -> None:
@@ -208,8 +213,7 @@ class Driver:
             return
         ray = cluster.connect(address)
         task, board = cluster.trial_task(ray, run_trial, cpus)
-        total = sum(n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"])
-        slots = max(1, int(total // cpus))
+        slots = max(1, int(sum(cluster.node_cpus(ray)) // cpus))
         pending: dict[Any, str] = {}
         bar = cluster.progress_bar(trials, finished)
         try:
@@ -262,7 +266,7 @@ class Driver:
         given = [
             o.split("=", 1)[1] for o in self.space.overrides(trial.params) if o.startswith("train.epochs=")
         ]
-        epochs = int(given[-1]) if given else int(read_params(self.root / "params.yaml")["train"]["epochs"])
+        epochs = int(given[-1]) if given else self.default_epochs
         trial.set_user_attr("max_epochs", epochs)  # what a pruned trial would have run
         return exp
 
