@@ -33,7 +33,7 @@ setup: $(VENV)/.installed data $(PLOTS_TEMPLATE) .dvc/config.local
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,serve]'
 	touch $@
 
 # Debian ships the official files; without them the download stage uses the public mirrors.

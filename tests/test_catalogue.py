@@ -8,7 +8,7 @@ import ast
 from tests.catalogue import ROWS, message
 from tests.helpers import REPO_ROOT
 
-CHECKING_TESTS = ("test_bad_input.py", "test_stage_errors.py", "test_backend.py")
+CHECKING_TESTS = ("test_bad_input.py", "test_stage_errors.py", "test_backend.py", "test_export.py")
 
 
 def looked_up_ids(source: str) -> set[str]:

@@ -25,6 +25,7 @@ from fmnist_dvc.core.splits import load_split
 from fmnist_dvc.export.convert import export
 from fmnist_dvc.train.loop import train
 from fmnist_dvc.train.params import TrainParams
+from tests.catalogue import assert_catalogued_error
 from tests.helpers import REPO_ROOT, run_stage
 
 pytestmark = pytest.mark.slow
@@ -151,17 +152,55 @@ def test_a_missing_runtime_names_the_extra(exported: dict, tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("exported", ["mlp"], indirect=True)  # export() itself runs on both, above
-def test_the_stage_writes_its_outputs_as_dvc_runs_it(exported: dict, prepared: Path, tmp_path: Path) -> None:
+def test_the_stage_writes_its_outputs_and_the_model_card(
+    exported: dict, prepared: Path, tmp_path: Path
+) -> None:
     (tmp_path / "models").mkdir()
     shutil.copy2(exported["model"], tmp_path / "models/model.keras")
     (tmp_path / "data").mkdir()
     (tmp_path / "data/prepared").symlink_to(prepared)
+    (tmp_path / "metrics/train").mkdir(parents=True)
+    shutil.copy2(
+        exported["root"] / "live/params.yaml", tmp_path / "metrics/train/params.yaml"
+    )  # train's recipe
+    proc = run_stage("export", tmp_path)
+    assert_catalogued_error(proc, "card-scores-missing")  # evaluate has not run: nothing is exported
+    assert not (tmp_path / "exports").exists() and not (tmp_path / "metrics/export.json").exists()
+    assert run_stage("evaluate", tmp_path).returncode == 0
     proc = run_stage("export", tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["model.onnx", "model.tflite"]
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == [
+        "MODEL_CARD.md",
+        "card.json",
+        "model.onnx",
+        "model.tflite",
+    ]
     scores = json.loads((tmp_path / "metrics/export.json").read_text())["export"]
     assert sorted(scores) == ["onnx", "tflite"] and all(s["top1_agreement"] >= 0.999 for s in scores.values())
     assert [line.split(",")[0] for line in proc.stdout.splitlines() if line.startswith("export: ")][:2] == [
         "export: exports/onnx model",
         "export: exports/tflite model",
     ]
+    # The card says what the pipeline's own files say: the recipe, the test scores, the parity.
+    card = json.loads((tmp_path / "exports/card.json").read_text())
+    test = json.loads((tmp_path / "metrics/evaluate.json").read_text())["test"]
+    per_class = (tmp_path / "metrics/test/per_class.csv").read_text().splitlines()
+    assert card["metrics"] == test and card["exports"] == scores and card["tta"] == ["none"]
+    assert card["recipe"]["seed"] == 1 and card["recipe"]["train"]["epochs"] == 2
+    assert (
+        [row["class"] for row in card["per_class"]]
+        == list(CLASS_NAMES)
+        == [r.split(",")[0] for r in per_class[1:]]
+    )
+    text = (tmp_path / "exports/MODEL_CARD.md").read_text()
+    assert text == card["markdown"]
+    for fragment in (
+        "Multilayer perceptron 784 -> 256 -> 256 -> 128 -> 64 -> 10",
+        f"- Accuracy {test['accuracy']:.4f}",
+        f"| Trouser | {float(per_class[2].split(',')[1]):.3f} |",
+        "| epochs, batch size | 2 (early stopping patience 10), 32 |",
+        "| seed | 1 |",
+        "## Intended use",
+        "not for photos of clothes being worn",
+    ):
+        assert fragment in text, fragment

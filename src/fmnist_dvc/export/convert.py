@@ -12,6 +12,7 @@ import io
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,10 @@ def export(
     formats: list[str],
     min_agreement: float,
     max_abs_diff: float,
+    also: Callable[[dict, Path], None] | None = None,
 ) -> dict:
-    """Write each format to `out_dir` and its parity with the Keras model to `metrics_path`.
+    """Write each format to `out_dir` and its parity with the Keras model to `metrics_path`;
+    `also(scores, folder)` adds files of its own to `out_dir` (the model card).
 
     A format whose top-1 class agrees with Keras on fewer than `min_agreement` of the test
     images, or whose probabilities differ by more than `max_abs_diff` anywhere, is an error
@@ -68,6 +71,8 @@ def export(
         with atomic_dir(out_dir) as folder:
             for fmt in formats:
                 shutil.copy2(Path(tmp) / FILES[fmt], folder / FILES[fmt])
+            if also is not None:
+                also(scores, folder)
     atomic_write_text(metrics_path, json.dumps({"export": scores}, indent=2) + "\n")
     return scores
 

@@ -1,4 +1,5 @@
-"""The `fmnist` command: classify clothing images with the trained model; sweep and tune experiments on Ray.
+"""The `fmnist` command: classify clothing images with the trained model, serve it over HTTP; sweep and
+tune experiments on Ray.
 
     fmnist predict PATH... [--model models/model.keras] [--top-k 3] [--csv FILE] [--invert auto|yes|no]
                    [--tta none|flip|flip_translate]
@@ -6,6 +7,8 @@
                  [--cpus-per-trial 2] [--name PREFIX]
     fmnist tune -S 'KEY=interval(A, B)' [-S ...] [--trials 20] [--preset ...] [--address ...]
                 [--cpus-per-trial 2] [--name STUDY] [--pruner median] [--storage URL]
+    fmnist serve [--model exports/model.onnx] [--host 127.0.0.1] [--port 8000] [--workers 1]
+                 [--max-body-mb 16] [--max-images 512]
 
 --model also takes the exports, exports/model.onnx and exports/model.tflite, which run
 without TensorFlow (onnxruntime, the LiteRT interpreter).
@@ -128,7 +131,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune.add_argument("--pruner", choices=PRUNERS, default=PRUNERS[0], help="how trials behind are stopped")
     tune.add_argument("--storage", help="an Optuna storage URL (default: sqlite:///tune/optuna.db)")
+    serve = sub.add_parser(
+        "serve", help="the exported model over HTTP, with a page to try it (docs/serve.md)"
+    )
+    serve.add_argument("--model", type=Path, default=Path("exports/model.onnx"), help="an ONNX export")
+    serve.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="processes, each with its own model copy")
+    serve.add_argument("--max-body-mb", type=float, default=16.0, help="largest request body accepted")
+    serve.add_argument("--max-images", type=int, default=512, help="most images in one request")
     return parser
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from fmnist_dvc.ship.serve import Service, Settings, run  # onnxruntime and FastAPI, never TensorFlow
+
+    if args.model.suffix.lower() != ".onnx":
+        raise PipelineError(
+            f"{args.model}: fmnist serve runs ONNX exports; give exports/model.onnx ('dvc repro export')."
+        )
+    if args.workers < 1 or args.max_images < 1 or args.max_body_mb <= 0:
+        raise PipelineError("--workers and --max-images must be at least 1, and --max-body-mb above 0.")
+    settings = Settings(model=str(args.model), max_body_mb=args.max_body_mb, max_images=args.max_images)
+    Service(settings)  # a missing or broken model: one line here, not a traceback per worker
+    run(settings, args.host, args.port, args.workers)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             run_tune, args.overrides, args.preset, args.trials, args.address, args.cpus_per_trial,
             args.name, args.objective, args.storage, args.pruner,
         )  # fmt: skip
+    if args.command == "serve":
+        return exit_code(serve_command, args)
     return exit_code(predict_command, args)
 
 

@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -31,6 +32,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 BATCH_SUFFIXES = (".npy", ".idx", ".gz", "-ubyte")
 INVERT_CHOICES = ("auto", "yes", "no")
 BATCH = 256  # images per model call
+
+
+class TooManyPixels(PipelineError):
+    """An image whose header declares more pixels than allowed: refused before decoding."""
 
 
 @dataclass
@@ -64,17 +69,30 @@ def read_items(path: Path, invert: str = "auto") -> list[Item]:
     kind = _kind(path)
     if kind == "batch":
         return [Item(str(path), i, image) for i, image in enumerate(_read_batch(path))]
+    return [Item(str(path), None, image_pixels(path, str(path), invert))]
+
+
+def image_pixels(
+    source: Path | BinaryIO, name: str, invert: str = "auto", max_pixels: int | None = None
+) -> np.ndarray:
+    """One image (a path or an open file), ready for the model; PipelineError (one line naming
+    `name`) if it cannot be read, or if it declares more than `max_pixels` (checked from its
+    header, before anything is decoded: `fmnist serve` refuses decompression bombs so)."""
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise TooManyPixels(
+                    f"{name}: declares {image.width}x{image.height} pixels, more than the "
+                    f"{max_pixels:,} allowed; scale it down."
+                )
             image.load()
-            pixels = to_model_input(image, invert)
+            return to_model_input(image, invert)
     except UnidentifiedImageError:
-        raise PipelineError(f"{path}: not an image file PIL can read (PNG, JPEG, ...).") from None
+        raise PipelineError(f"{name}: not an image file PIL can read (PNG, JPEG, ...).") from None
     except Image.DecompressionBombError:
-        raise PipelineError(f"{path}: too many pixels to be a photo of one item; scale it down.") from None
+        raise TooManyPixels(f"{name}: too many pixels to be a photo of one item; scale it down.") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
-        raise PipelineError(f"{path}: the image is corrupt or truncated ({exc}).") from None
-    return [Item(str(path), None, pixels)]
+        raise PipelineError(f"{name}: the image is corrupt or truncated ({exc}).") from None
 
 
 def to_model_input(image: Image.Image, invert: str = "auto") -> np.ndarray:

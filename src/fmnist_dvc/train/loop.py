@@ -95,7 +95,7 @@ def train(
         train_ds = make_training_dataset(
             x_train, y_train, params.batch_size, seed, start.end_epoch, start.first_epoch, params.augment
         )
-        callbacks = _callbacks(params, start, work_live, clock, snapshot_dir)
+        callbacks = _callbacks(params, seed, start, work_live, clock, snapshot_dir)
         train_input, validation = _inputs(model, train_ds, val, params.batch_size)
         model.fit(
             train_input,
@@ -115,10 +115,16 @@ def train(
 
 
 def _callbacks(
-    params: TrainParams, start: Start, work_live: Path, clock: TrainingClock, snapshot_dir: Path | None
+    params: TrainParams,
+    seed: int,
+    start: Start,
+    work_live: Path,
+    clock: TrainingClock,
+    snapshot_dir: Path | None,
 ) -> list[keras.callbacks.Callback]:
     """In the order they must run at each epoch's end: the weight averages swapped in, early
-    stopping, the learning rate logged, dvclive, the clock, and last the snapshot of all of it."""
+    stopping, the learning rate logged, dvclive, the clock, and last the snapshot of all of it.
+    dvclive also keeps the recipe (its params.yaml): the model card is written from it."""
     callbacks: list[keras.callbacks.Callback] = []
     if params.ema:
         # Validation, early stopping and the snapshot see the averaged weights, and the saved
@@ -126,6 +132,7 @@ def _callbacks(
         callbacks.append(swap_ema(snapshot_taken=start.resumed))
     live = Live(dir=str(work_live), dvcyaml=False, save_dvc_exp=False, report=None, resume=True)
     live.step = start.first_epoch
+    live.log_params({"seed": seed, "train": params.model_dump(mode="json")})
     early_stopping = ResumableEarlyStopping(
         start.early_stopping,
         monitor="val_loss",

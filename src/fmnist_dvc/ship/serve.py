@@ -1,0 +1,410 @@
+"""`fmnist serve`: the exported ONNX model over HTTP (FastAPI on uvicorn), with a page to try it.
+
+The server runs onnxruntime on the export stage's `model.onnx` and never imports TensorFlow, so
+a worker starts in about a second and holds little memory. It reads images exactly as
+`fmnist predict` does (`predict.image_pixels`), so both answer alike for the same file.
+
+Every limit is checked before work is done: the body's size from its Content-Length header (or
+as it streams in, without one), the number of images, and each image's pixel count from its
+header, before it is decoded. Every error is JSON, `{"error": "one sentence"}`, with a 4xx code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import subprocess
+from dataclasses import asdict, dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fmnist_dvc import CLASS_NAMES, IMAGE_SHAPE
+from fmnist_dvc.core.errors import PipelineError
+from fmnist_dvc.core.yamlfile import read_mapping
+from fmnist_dvc.evaluate.tta import views
+from fmnist_dvc.export.card import INPUT, NAME, read_card
+from fmnist_dvc.export.runtimes import OnnxModel
+from fmnist_dvc.ship.predict import TooManyPixels, image_pixels
+
+ENV = "FMNIST_SERVE"  # the settings' JSON, for uvicorn's worker processes
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What `fmnist serve` is told; each limit is documented in docs/serve.md."""
+
+    model: str = "exports/model.onnx"
+    max_body_mb: float = 16.0  # per request
+    max_images: int = 512  # per request
+    max_pixels: int = 40_000_000  # per image, as its header declares (a 40-megapixel photo)
+    threads: int = 0  # onnxruntime's threads per worker; 0 = every core
+
+    @property
+    def max_body(self) -> int:
+        return int(self.max_body_mb * 1_000_000)
+
+
+class BadRequest(Exception):
+    """A request the server refuses; `status` is the HTTP code, the message one sentence."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class BodyLimit:
+    """Refuse a body over `max_bytes` (413) before reading it: at once from its Content-Length,
+    or as soon as a streamed body passes the limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = error(
+            413,
+            f"the request body is over the {self.max_bytes / 1e6:g} MB limit; send fewer or smaller images.",
+        )
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await refusal(scope, receive, send)
+            return
+        seen, started = 0, False
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, sending)
+        except _TooLarge:
+            if not started:
+                await refusal(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class Service:
+    """The model and what the server says about it, loaded once per worker process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        path = Path(settings.model)
+        if not path.is_file():
+            raise PipelineError(f"{path} not found; run 'dvc repro export' first.")
+        self.model = OnnxModel(path, threads=settings.threads)
+        self.card = read_card(path)
+        self.tta = tuple(self.card["tta"]) if self.card else ("none",)
+        self.info = {"name": NAME, "version": model_version(path)}
+
+    def predict(self, pixels: np.ndarray, tta: str) -> np.ndarray:
+        """(n, 10) probabilities for (n, 28, 28) pixels, averaged over the TTA views."""
+        total = None
+        for weight, images in views(pixels, tta):
+            probs = weight * self.model.predict_on_batch(images.astype(np.float32, copy=False))
+            total = probs if total is None else total + probs
+        assert total is not None
+        return total
+
+    def describe(self) -> dict[str, Any]:
+        card = self.card or {}
+        return {
+            **self.info,
+            "file": self.settings.model,
+            "input": INPUT,
+            "tta": list(self.tta),
+            "metrics": card.get("metrics"),
+            "per_class": card.get("per_class"),
+            "recipe": card.get("recipe"),
+            "card": card.get(
+                "markdown", "No model card beside this file: it was not written by the export stage."
+            ),
+            "limits": {
+                "max_body_mb": self.settings.max_body_mb,
+                "max_images": self.settings.max_images,
+                "max_pixels": self.settings.max_pixels,
+            },
+        }
+
+
+def model_version(path: Path) -> str:
+    """The GTO version tag of the commit holding the model (`fashion-classifier@v1.0.0` ->
+    v1.0.0), else `md5:` and the model's md5 from that commit's dvc.lock, else the file's md5."""
+    root = next((p for p in path.resolve().parents if (p / "dvc.lock").is_file()), None)
+    if root is not None:
+        try:
+            tags = subprocess.run(
+                ["git", "tag", "--points-at", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+            ).stdout.split()
+        except (OSError, subprocess.SubprocessError):
+            tags = []
+        versions = sorted(t.split("@", 1)[1] for t in tags if t.startswith(f"{NAME}@"))
+        if versions:
+            return versions[-1]
+        try:
+            lock = read_mapping(root / "dvc.lock", "dvc repro writes it", "stages")
+            outs = lock["stages"]["train"]["outs"]
+            md5 = next(o["md5"] for o in outs if o["path"] == "models")
+            return "md5:" + md5.removesuffix(".dir")
+        except (PipelineError, KeyError, TypeError, StopIteration):
+            pass
+    return "md5:" + hashlib.md5(path.read_bytes()).hexdigest()
+
+
+async def read_images(request: Request, settings: Settings) -> tuple[list[str | None], np.ndarray]:
+    """The request's images as (names, (n, 28, 28) pixels); BadRequest says what is wrong."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        names, pixels = await _multipart(request, settings)
+    elif kind == "application/json":
+        names, pixels = await _json(request, settings)
+    else:
+        raise BadRequest(
+            415,
+            f"content type {kind or 'none'!r} is not accepted; send multipart/form-data with 'file' "
+            'parts, or application/json {"images": [28x28 arrays]}.',
+        )
+    if len(pixels) > settings.max_images:
+        raise BadRequest(
+            413,
+            f"{len(pixels)} images in one request, more than the {settings.max_images} allowed; split them.",
+        )
+    return names, pixels
+
+
+async def _multipart(request: Request, settings: Settings) -> tuple[list[str | None], np.ndarray]:
+    try:
+        form = await request.form(max_files=settings.max_images + 1, max_fields=settings.max_images + 1)
+    except MultiPartException as exc:
+        message = str(exc.message).rstrip(".")
+        if "Too many files" in message:
+            raise BadRequest(
+                413, f"more than {settings.max_images} files in one request; split them."
+            ) from None
+        raise BadRequest(400, f"the multipart body cannot be read ({message}).") from None
+    try:
+        uploads = [p for p in form.getlist("file") if not isinstance(p, str)]
+        if not uploads:
+            raise BadRequest(400, "the request has no 'file' part; send each image as a part named 'file'.")
+        if len(uploads) > settings.max_images:
+            raise BadRequest(413, f"more than {settings.max_images} files in one request; split them.")
+        names, images = [], []
+        for n, upload in enumerate(uploads):
+            name = upload.filename or f"file {n + 1}"
+            data = await upload.read()
+            if not data:
+                raise BadRequest(400, f"{name}: the part is empty; send the image's bytes.")
+            try:
+                images.append(image_pixels(io.BytesIO(data), name, max_pixels=settings.max_pixels))
+            except TooManyPixels as exc:
+                raise BadRequest(413, str(exc)) from None
+            except PipelineError as exc:
+                raise BadRequest(400, str(exc)) from None
+            names.append(upload.filename)
+    finally:
+        await form.close()
+    return names, np.stack(images)
+
+
+async def _json(request: Request, settings: Settings) -> tuple[list[str | None], np.ndarray]:
+    body = await request.body()
+    if not body:
+        raise BadRequest(400, 'the body is empty; send {"images": [28x28 arrays of 0-255 pixel values]}.')
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest(400, 'the body is not valid JSON; send {"images": [28x28 arrays]}.') from None
+    images = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(images, list) or not images:
+        raise BadRequest(
+            422, 'the JSON needs a non-empty list "images" of 28x28 arrays of 0-255 pixel values.'
+        )
+    if len(images) > settings.max_images:
+        raise BadRequest(
+            413,
+            f"{len(images)} images in one request, more than the {settings.max_images} allowed; split them.",
+        )
+    try:
+        pixels = np.array(images, dtype=np.float32)
+    except (ValueError, TypeError):
+        pixels = None
+    if pixels is None or pixels.shape[1:] != IMAGE_SHAPE or pixels.ndim != 3:
+        raise BadRequest(
+            422, '"images" must be a list of 28x28 arrays of numbers (28 rows of 28 pixel values).'
+        )
+    if not np.isfinite(pixels).all():
+        raise BadRequest(422, '"images" holds NaN or infinite values; send pixel values from 0 to 255.')
+    if pixels.min() < 0 or pixels.max() > 255:
+        raise BadRequest(
+            422,
+            f'"images" holds values from {pixels.min():g} to {pixels.max():g}; pixels run from 0 to 255.',
+        )
+    return [None] * len(pixels), pixels
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The app, with the model loaded: a bad model file fails here, before anything listens."""
+    service = Service(settings)
+    app = FastAPI(
+        title="fmnist-dvc model server",
+        summary="Classifies Fashion-MNIST style images with the pipeline's exported ONNX model.",
+        version=service.info["version"],
+    )
+    app.state.service = service
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body)
+    page = files("fmnist_dvc.ship").joinpath("page.html").read_text()
+
+    @app.exception_handler(BadRequest)
+    async def _bad(_: Request, exc: BadRequest) -> JSONResponse:
+        return error(exc.status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"][1:]) or "the request"
+        return error(422, f"{where}: {first['msg'].rstrip('.')}.")
+
+    @app.exception_handler(Exception)
+    async def _fault(_: Request, exc: Exception) -> JSONResponse:  # a bug: still JSON, and logged
+        logging.getLogger("uvicorn.error").exception("predict failed", exc_info=exc)
+        return error(500, f"the server failed on this request ({type(exc).__name__}); see its log.")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        messages = {
+            404: "no such path; see /docs for the API.",
+            405: "this path does not take that method; see /docs.",
+        }
+        return error(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def home() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/health", summary="200 once the model is loaded")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", **service.info}
+
+    @app.get("/model", summary="The model: name, version, test metrics, input contract and model card")
+    async def model() -> dict[str, Any]:
+        return service.describe()
+
+    @app.post(
+        "/predict",
+        summary="Classify images: multipart 'file' parts (PNG, JPEG, ...) or JSON {\"images\": [...]}",
+        openapi_extra={"requestBody": _REQUEST_BODY},
+    )
+    async def predict(
+        request: Request,
+        top_k: Annotated[
+            int, Query(ge=1, le=len(CLASS_NAMES), description="classes per image, best first")
+        ] = 3,
+        tta: Annotated[
+            Literal["none", "flip"], Query(description="flip: average with the mirror image")
+        ] = "none",
+    ) -> Response:
+        if tta not in service.tta:
+            raise BadRequest(
+                400,
+                "this model was not trained on mirrored images, so tta=flip is not offered; use tta=none.",
+            )
+        names, pixels = await read_images(request, settings)
+        probs = service.predict(pixels, tta)
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+        predictions = [
+            {
+                "file": name,
+                "top": [
+                    {"class": CLASS_NAMES[i], "index": int(i), "probability": float(row[i])} for i in best
+                ],
+            }
+            for name, row, best in zip(names, probs, order, strict=True)
+        ]
+        return JSONResponse({"predictions": predictions, "model": service.info})
+
+    return app
+
+
+_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                "required": ["file"],
+            }
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "images": {
+                        "type": "array",
+                        "items": {
+                            "type": "array",
+                            "items": {
+                                "type": "array",
+                                "items": {"type": "number", "minimum": 0, "maximum": 255},
+                            },
+                        },
+                    }
+                },
+                "required": ["images"],
+            }
+        },
+    },
+}
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn's factory in each worker process: the settings come from the parent's environment."""
+    return create_app(Settings(**json.loads(os.environ.get(ENV, "{}"))))
+
+
+def run(settings: Settings, host: str, port: int, workers: int) -> None:
+    """Serve until SIGTERM or Ctrl-C; each worker loads its own copy of the model."""
+    import uvicorn
+
+    if settings.threads == 0 and workers > 1:  # share the cores out instead of oversubscribing them
+        settings = Settings(**{**asdict(settings), "threads": max(1, (os.cpu_count() or 1) // workers)})
+    os.environ[ENV] = json.dumps(asdict(settings))
+    uvicorn.run(
+        "fmnist_dvc.ship.serve:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        timeout_graceful_shutdown=1,
+        server_header=False,
+    )
