@@ -305,6 +305,16 @@ def test_the_page_classifies_a_picked_image_in_chromium(
             assert page.text_content("#answer").startswith("Trouser (")
             assert page.locator(".bar").count() == len(CLASS_NAMES)
             assert page.get_attribute(".bar.top", "data-class") == "Trouser"
+            # A drawing: a stroke across the canvas, sent as a PNG; some class comes back.
+            page.evaluate("document.getElementById('answer').textContent = ''")
+            box = page.locator("#canvas").bounding_box()
+            page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.2)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.8, steps=8)
+            page.mouse.up()
+            page.click("#classify")
+            page.wait_for_function("document.getElementById('answer').textContent.includes('%')")
+            assert page.text_content("#answer").split(" (")[0] in CLASS_NAMES
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, "the page scrolls sideways on a phone"
             assert errors == []

@@ -97,7 +97,7 @@ def image_pixels(
 
 def to_model_input(image: Image.Image, invert: str = "auto") -> np.ndarray:
     """A PIL image as the training data looks: 28x28 uint8, light item on black."""
-    gray = np.asarray(image.convert("L"), dtype=np.uint8)
+    gray = np.asarray(image if image.mode == "L" else image.convert("L"), dtype=np.uint8)  # L: no copy
     if _should_invert(gray, invert):
         gray = 255 - gray
     if gray.shape == IMAGE_SHAPE:
