@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any
 
 from fmnist_dvc.core.errors import PipelineError
@@ -115,8 +116,22 @@ def cancel(ray: Any, refs: list[Any], command: str) -> None:
 
 
 def progress_bar(total: int, initial: int = 0) -> Any:
-    """The trials' bar on stderr: redrawn each second in a terminal, every 30 s in a log file."""
+    """The trials' bar on stderr: redrawn each second in a terminal; in a log file when a count
+    changes, else every 30 s (set_postfix alone would redraw it at every call)."""
     from tqdm import tqdm
 
+    class TrialBar(tqdm):
+        drawn = 0.0
+
+        def set_postfix(self, ordered_dict: Any = None, refresh: bool = True, **kwargs: Any) -> None:
+            before = self.postfix
+            super().set_postfix(ordered_dict, refresh=False, **kwargs)
+            now = time.monotonic()
+            if refresh and (self.postfix != before or now - self.drawn >= self.mininterval):
+                self.drawn = now
+                self.refresh()
+
     every = 1.0 if sys.stderr.isatty() else 30.0
-    return tqdm(total=total, initial=initial, desc="trials", unit="trial", file=sys.stderr, mininterval=every)
+    return TrialBar(
+        total=total, initial=initial, desc="trials", unit="trial", file=sys.stderr, mininterval=every
+    )
