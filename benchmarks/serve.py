@@ -5,7 +5,8 @@
 
 Starts the server (one uvicorn worker, as `fmnist serve` runs by default), then sends a fixed
 number of requests at concurrency 1, 4 and 16: one 28x28 PNG (a real test image) per request
-as multipart/form-data, then 256 PNGs per request, then the same 256 images as JSON arrays.
+as multipart/form-data, then 256 PNGs per request, then the same 256 images as JSON arrays, then
+as one NPY file.
 Each client thread keeps one HTTP/1.1 connection open, as a real client would. In the same run
 it times `session.run` on the model alone (one image, and 256 images; same threads as the
 server), so the server's cost is a ratio. Last, the server's peak memory (VmHWM).
@@ -165,11 +166,17 @@ def main() -> int:
         one_body, one_kind = multipart(images[:1])
         batch_body, batch_kind = multipart(images)
         json_body = json.dumps({"images": pixels.tolist()}).encode()
+        npy = io.BytesIO()
+        np.save(npy, pixels)
         runs = []
         for concurrency in (1, 4, 16):
             load(port, one_body, one_kind, 200, concurrency)  # warm-up: connections, caches
             runs.append({"body": "1 PNG", **load(port, one_body, one_kind, args.requests, concurrency)})
-        batches = ((batch_body, batch_kind, "256 PNG"), (json_body, "application/json", "256 JSON"))
+        batches = (
+            (batch_body, batch_kind, "256 PNG"),
+            (json_body, "application/json", "256 JSON"),
+            (npy.getvalue(), "application/x-npy", "256 NPY"),
+        )
         for body, kind, name in batches:
             for concurrency in (1, 4, 16):
                 load(port, body, kind, 5, concurrency)

@@ -129,7 +129,7 @@ def test_health_model_and_docs(server: tuple[str, subprocess.Popen], pipeline: P
     assert "## Limits" in info["card"] and "not for photos of clothes being worn" in info["card"]
     assert "swagger-ui" in httpx.get(f"{url}/docs").text
     body = httpx.get(f"{url}/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"]
-    assert sorted(body) == ["application/json", "multipart/form-data"]
+    assert sorted(body) == ["application/json", "application/x-npy", "multipart/form-data"]
     page = httpx.get(f"{url}/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "<script src" not in page.text and "stylesheet" not in page.text  # nothing from elsewhere
@@ -165,6 +165,12 @@ def test_answers_agree_with_fmnist_predict(
     by_json = httpx.post(f"{url}/predict", json={"images": arrays}, params={"top_k": 10}).json()
     by_file = httpx.post(f"{url}/predict", files=files, params={"top_k": 10}).json()
     assert [p["top"] for p in by_json["predictions"]] == [p["top"] for p in by_file["predictions"]]
+    npy = io.BytesIO()
+    np.save(npy, np.asarray(arrays, np.uint8))
+    by_npy = httpx.post(
+        f"{url}/predict?top_k=10", content=npy.getvalue(), headers={"content-type": NPY}
+    ).json()
+    assert [p["top"] for p in by_npy["predictions"]] == [p["top"] for p in by_file["predictions"]]
     assert all(p["file"] is None for p in by_json["predictions"])
     assert by_json["model"]["name"] == "fashion-classifier"
 
@@ -188,7 +194,13 @@ def raw(body: bytes, kind: str) -> dict:
     return {"content": body, "headers": {"content-type": kind}}
 
 
-JSON = "application/json"
+JSON, NPY = "application/json", "application/x-npy"
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
 
 
 def raw_request(url: str, head: str, body_chunks: Iterable[bytes] = ()) -> tuple[int, dict]:
@@ -247,6 +259,13 @@ def test_every_bad_request_gets_a_4xx_sentence_and_the_server_carries_on(
         ("too many files", {"files": many}, 413, f"more than {MAX_IMAGES} files in one request"),
         ("too many arrays", {"json": {"images": np.zeros((MAX_IMAGES + 1, 28, 28), int).tolist()}}, 413,
          f"{MAX_IMAGES + 1} images in one request, more than the {MAX_IMAGES} allowed"),
+        ("NPY of floats above 1", raw(npy_bytes(np.full((2, 28, 28), 2.0)), NPY), 422,
+         "the NPY body: holds float64 values; expected uint8 or floats in [0, 1]"),
+        ("NPY of the wrong shape", raw(npy_bytes(np.zeros((2, 32, 32), np.uint8)), NPY), 422,
+         "holds an array of shape (2, 32, 32), not (n, 28, 28) images"),
+        ("not NPY", raw(png, NPY), 422, "the NPY body: cannot be read as an NPY batch"),
+        ("too many NPY images", raw(npy_bytes(np.zeros((MAX_IMAGES + 1, 28, 28), np.uint8)), NPY), 413,
+         f"{MAX_IMAGES + 1} images in one request"),
         ("wrong content type", raw(png, "image/png"), 415, "content type 'image/png' is not accepted"),
         ("no content type", {"content": png}, 415, "content type 'none' is not accepted"),
     ]  # fmt: skip

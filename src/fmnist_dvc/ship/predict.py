@@ -12,6 +12,7 @@ PNG gets exactly the model's prediction for it. Photos with busy backgrounds are
 from __future__ import annotations
 
 import gzip
+import io
 import sys
 import zlib
 from collections.abc import Iterator
@@ -150,17 +151,36 @@ def _read_batch(path: Path) -> np.ndarray:
                 raise PipelineError(str(exc).split("; ")[0] + ".") from None
     except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise PipelineError(f"{path}: cannot be read as an NPY or IDX batch ({exc}).") from None
+    return batch_images(array, str(path))
+
+
+def npy_batch(data: bytes, name: str) -> np.ndarray:
+    """An NPY file's bytes as (n, 28, 28) uint8, checked as `fmnist predict` checks a .npy file."""
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (OSError, EOFError, ValueError) as exc:
+        raise PipelineError(f"{name}: cannot be read as an NPY batch ({exc}).") from None
+    return batch_images(array, name)
+
+
+def batch_images(array: object, name: str) -> np.ndarray:
+    """A loaded batch as (n, 28, 28) uint8: uint8 as it is, floats in [0, 1] scaled to 0-255."""
     if not isinstance(array, np.ndarray):  # np.load returns an archive for .npz data
-        raise PipelineError(f"{path}: holds several arrays (.npz data), not one batch of images.")
+        raise PipelineError(f"{name}: holds several arrays (.npz data), not one batch of images.")
     if array.size == 0:
-        raise PipelineError(f"{path}: holds no images.")
+        raise PipelineError(f"{name}: holds no images.")
     if array.ndim == 2:
         array = array[None]
     if array.ndim != 3 or array.shape[1:] != IMAGE_SHAPE:
-        raise PipelineError(f"{path}: holds an array of shape {array.shape}, not (n, 28, 28) images.")
+        raise PipelineError(f"{name}: holds an array of shape {array.shape}, not (n, 28, 28) images.")
     if array.dtype != np.uint8:
-        if not np.issubdtype(array.dtype, np.floating) or array.min() < 0 or array.max() > 1:
-            raise PipelineError(f"{path}: holds {array.dtype} values; expected uint8 or floats in [0, 1].")
+        if (
+            not np.issubdtype(array.dtype, np.floating)
+            or not np.isfinite(array).all()
+            or array.min() < 0
+            or array.max() > 1
+        ):
+            raise PipelineError(f"{name}: holds {array.dtype} values; expected uint8 or floats in [0, 1].")
         array = np.rint(array * 255).astype(np.uint8)
     return array
 
