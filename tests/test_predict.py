@@ -203,7 +203,7 @@ def test_bad_inputs_each_get_one_line_and_the_rest_is_classified(trained: dict, 
     assert sorted(line.split(":")[1].strip() for line in lines) == sorted(bad), proc.stderr  # one each
     assert "error: missing.png: no such file or directory." in lines
     assert "error: empty: the directory holds no image, IDX or NPY files." in lines
-    assert "error: notes.png: not an image file PIL can read (PNG, JPEG, ...)." in lines
+    assert "error: notes.png: not a PNG, JPEG, BMP, GIF, WebP or TIFF image." in lines
     assert any(line.startswith("error: cut.png: the image is corrupt or truncated") for line in lines)
     assert any(
         line.startswith("error: bad-images-idx3-ubyte.gz: cannot be read as an NPY or IDX") for line in lines

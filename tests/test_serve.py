@@ -34,6 +34,7 @@ httpx = pytest.importorskip("httpx")
 FMNIST = [sys.executable, "-c", "import sys; from fmnist_dvc.ship.cli import main; sys.exit(main())"]
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
 MAX_IMAGES = 8
+Served = tuple[str, subprocess.Popen, Path]  # the base URL, the process, its log file
 
 
 @pytest.fixture(scope="module")
@@ -69,27 +70,29 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(model: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen]]:
+def serving(model: Path, *args: str) -> Iterator[Served]:
     """`fmnist serve` on a free port until /health answers; stopped by its id afterwards."""
     port = free_port()
-    proc = subprocess.Popen(
-        [*FMNIST, "serve", "--model", str(model), "--port", str(port), *args],
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = model.parent / f"serve-{port}.log"  # a file, not a pipe nobody reads (which could fill)
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*FMNIST, "serve", "--model", str(model), "--port", str(port), *args],
+            env=ENV,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert proc.poll() is None, log.read_text()
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                     break
             assert time.monotonic() < deadline, "the server did not come up within 60 s"
             time.sleep(0.2)
-        yield url, proc
+        yield url, proc, log
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -101,7 +104,7 @@ def serving(model: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen]]:
 
 
 @pytest.fixture(scope="module")
-def server(pipeline: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+def server(pipeline: Path) -> Iterator[Served]:
     with serving(pipeline / "exports/model.onnx", "--max-images", str(MAX_IMAGES), "--max-body-mb", "4") as s:
         yield s
 
@@ -111,8 +114,8 @@ def rss_peak_mb(pid: int) -> float:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
 
 
-def test_health_model_and_docs(server: tuple[str, subprocess.Popen], pipeline: Path) -> None:
-    url, proc = server
+def test_health_model_and_docs(server: Served, pipeline: Path) -> None:
+    url, proc, _ = server
     model_file = pipeline / "exports/model.onnx"
     version = "md5:" + hashlib.md5(model_file.read_bytes()).hexdigest()  # no dvc.lock in this tree
     assert httpx.get(f"{url}/health").json() == {
@@ -138,9 +141,9 @@ def test_health_model_and_docs(server: tuple[str, subprocess.Popen], pipeline: P
 
 
 def test_answers_agree_with_fmnist_predict(
-    server: tuple[str, subprocess.Popen], pipeline: Path, test_pngs: list[tuple[str, bytes]]
+    server: Served, pipeline: Path, test_pngs: list[tuple[str, bytes]]
 ) -> None:
-    url, _ = server
+    url, _, _ = server
     batch = test_pngs[:MAX_IMAGES]
     files = [("file", (name, data, "image/png")) for name, data in batch]
     for tta in ("none", "flip"):
@@ -197,6 +200,13 @@ def raw(body: bytes, kind: str) -> dict:
 JSON, NPY = "application/json", "application/x-npy"
 
 
+def npy_header(shape: tuple[int, ...]) -> bytes:
+    """Only the header of an NPY file declaring a uint8 array of `shape`."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
 def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
@@ -233,15 +243,17 @@ def _length(data: bytes) -> int:
 
 
 def test_every_bad_request_gets_a_4xx_sentence_and_the_server_carries_on(
-    server: tuple[str, subprocess.Popen], test_pngs: list[tuple[str, bytes]]
+    server: Served, test_pngs: list[tuple[str, bytes]]
 ) -> None:
-    url, proc = server
+    url, proc, _ = server
     png = test_pngs[0][1]
     nan = np.zeros((1, 28, 28)).tolist()
     nan[0][3][3] = float("nan")
     many = [("file", (f"{i}.png", png, "image/png")) for i in range(MAX_IMAGES + 1)]
     cases = [
-        ("not an image", part("notes.png", b"some words"), 400, "notes.png: not an image file PIL can read"),
+        ("not an image", part("notes.png", b"some words"), 400, "notes.png: not a PNG, JPEG, BMP, GIF, WebP"),
+        ("EPS, which Pillow would hand to Ghostscript", part("a.eps", b"%!PS-Adobe-3.0 EPSF-3.0\n"), 400,
+         "a.eps: not a PNG, JPEG"),
         ("truncated PNG", part("cut.png", png[:100]), 400, "cut.png: the image is corrupt or truncated"),
         ("empty part", part("empty.png", b""), 400, "empty.png: the part is empty"),
         ("no file part", part("a.png", png, field="photo"), 400, "has no 'file' part"),
@@ -249,7 +261,7 @@ def test_every_bad_request_gets_a_4xx_sentence_and_the_server_carries_on(
         ("empty JSON body", raw(b"", JSON), 400, "the body is empty"),
         ("a bomb", part("bomb.png", bomb_png(30000, 30000)), 413, "bomb.png: too many pixels"),
         ("over the pixel cap", part("big.png", bomb_png(8000, 8000)), 413,
-         "big.png: declares 8000x8000 pixels, more than the 40,000,000 allowed"),
+         "big.png: declares 8000x8000 pixels, more than the 24,000,000 allowed"),
         ("wrong shape", {"json": {"images": [[1, 2, 3]]}}, 422, "must be a list of 28x28 arrays"),
         ("no images key", {"json": {"pictures": []}}, 422, 'needs a non-empty list "images"'),
         ("NaN", raw(json.dumps({"images": nan}).encode(), JSON), 422, "holds NaN or infinite values"),
@@ -257,6 +269,15 @@ def test_every_bad_request_gets_a_4xx_sentence_and_the_server_carries_on(
          "holds values from 256 to 256; pixels run from 0 to 255"),
         ("invalid JSON", raw(b"{images", JSON), 400, "not valid JSON"),
         ("too many files", {"files": many}, 413, f"more than {MAX_IMAGES} files in one request"),
+        ("far too many files", {"files": many * 2}, 413, f"more than {MAX_IMAGES} files in one request"),
+        ("JSON fractions", {"json": {"images": np.full((1, 28, 28), 0.5).tolist()}}, 422,
+         "holds fractions; JSON pixels are whole numbers from 0 to 255"),
+        ("JSON nested too deep", raw(b"[" * 100_000, JSON), 400, "not valid JSON"),
+        ("JSON number too large", raw(b'{"images": [%s]}' % (b"9" * 400), JSON), 422, "must be a list of 28"),
+        ("NPY header claiming 10^12 images", raw(npy_header((10**12, 28, 28)), NPY), 413,
+         f"1000000000000 images in one request, more than the {MAX_IMAGES} allowed"),
+        ("NPY shorter than its header", raw(npy_bytes(np.zeros((2, 28, 28), np.uint8))[:-5], NPY), 422,
+         "its data is not the size its header declares"),
         ("too many arrays", {"json": {"images": np.zeros((MAX_IMAGES + 1, 28, 28), int).tolist()}}, 413,
          f"{MAX_IMAGES + 1} images in one request, more than the {MAX_IMAGES} allowed"),
         ("NPY of floats above 1", raw(npy_bytes(np.full((2, 28, 28), 2.0)), NPY), 422,
@@ -279,15 +300,22 @@ def test_every_bad_request_gets_a_4xx_sentence_and_the_server_carries_on(
         "unknown tta": (httpx.post(f"{url}/predict?tta=rotate", json={}), 422, "tta: Input should be"),
         "unknown path": (httpx.get(f"{url}/nowhere"), 404, "no such path"),
         "wrong method": (httpx.get(f"{url}/predict"), 405, "does not take that method"),
+        "another host name (DNS rebinding)": (
+            httpx.get(f"{url}/health", headers={"host": "evil.example"}),
+            421,
+            "not 'evil.example'",
+        ),
     }
     for name, (r, status, fragment) in checks.items():
         assert r.status_code == status and fragment in r.json()["error"], (name, r.text)
+    assert checks["wrong method"][0].headers["allow"] == "POST"
     # 50 MB announced: refused from the header, before any of the body is sent.
-    head = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {JSON}\r\nContent-Length: 50000000\r\n\r\n"
+    start = f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {JSON}\r\n"
+    head = start + "Content-Length: 50000000\r\n\r\n"
     status, answer = raw_request(url, head)
     assert status == 413 and "over the 4 MB limit" in answer["error"]
     # 50 MB streamed with no length: refused once 4 MB have come in; the rest is never read whole.
-    head = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {JSON}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = start + "Transfer-Encoding: chunked\r\n\r\n"
     chunk = b"%x\r\n%s\r\n" % (1_000_000, b" " * 1_000_000)
     status, answer = raw_request(url, head, [chunk] * 50)
     assert status == 413 and "over the 4 MB limit" in answer["error"]
@@ -297,7 +325,7 @@ def test_every_bad_request_gets_a_4xx_sentence_and_the_server_carries_on(
 
 
 def test_the_page_classifies_a_picked_image_in_chromium(
-    server: tuple[str, subprocess.Popen], pipeline: Path, prepared: Path, tmp_path: Path
+    server: Served, pipeline: Path, prepared: Path, tmp_path: Path
 ) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     from tests.browser import chromium
@@ -306,7 +334,7 @@ def test_the_page_classifies_a_picked_image_in_chromium(
     trousers = int(np.flatnonzero(labels == CLASS_NAMES.index("Trouser"))[0])  # the model's easiest class
     picture = tmp_path / "trouser.png"
     Image.fromarray(images[trousers]).save(picture)
-    url, _ = server
+    url, _, _ = server
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
         try:
@@ -360,7 +388,7 @@ def test_a_missing_or_wrong_model_gets_one_line(tmp_path: Path) -> None:
 def test_sigterm_stops_the_server_within_a_second(
     pipeline: Path, test_pngs: list[tuple[str, bytes]], workers: int
 ) -> None:
-    with serving(pipeline / "exports/model.onnx", "--workers", str(workers)) as (url, proc):
+    with serving(pipeline / "exports/model.onnx", "--workers", str(workers)) as (url, proc, log):
         name, data = test_pngs[0]
         files = [("file", (name, data, "image/png"))]
         with httpx.Client() as client:  # an idle keep-alive connection stays open across the stop
@@ -371,9 +399,9 @@ def test_sigterm_stops_the_server_within_a_second(
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=10)
             stopped = time.monotonic() - start
-        log = proc.stdout.read() if proc.stdout else ""
+        log_text = log.read_text()
         # uvicorn shuts down gracefully, then exits by the signal it caught (-15) as a daemon should.
-        assert proc.returncode in (0, -signal.SIGTERM) and "Finished server process" in log, log
+        assert proc.returncode in (0, -signal.SIGTERM) and "Finished server process" in log_text, log_text
         assert stopped < 1.0, f"{stopped:.2f} s"
         deadline = time.monotonic() + 2  # the tracker notices its parent's exit on its own
         while (left := [pid for pid in workers_and_tracker if _alive(pid)]) and time.monotonic() < deadline:

@@ -150,11 +150,15 @@ def serve_command(args: argparse.Namespace) -> int:
         raise PipelineError(
             f"{args.model}: fmnist serve runs ONNX exports; give exports/model.onnx ('dvc repro export')."
         )
-    if args.workers < 1 or args.max_images < 1 or args.max_body_mb <= 0:
-        raise PipelineError("--workers and --max-images must be at least 1, and --max-body-mb above 0.")
-    settings = Settings(model=str(args.model), max_body_mb=args.max_body_mb, max_images=args.max_images)
+    if args.workers < 1 or args.max_images < 1 or not 0 < args.max_body_mb < float("inf"):
+        raise PipelineError(
+            "--workers and --max-images must be at least 1, and --max-body-mb a number above 0."
+        )
+    settings = Settings(
+        model=str(args.model), max_body_mb=args.max_body_mb, max_images=args.max_images, host=args.host
+    )
     Service(settings)  # a missing or broken model: one line here, not a traceback per worker
-    run(settings, args.host, args.port, args.workers)
+    run(settings, args.port, args.workers)
     return 0
 
 

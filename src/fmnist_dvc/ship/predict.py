@@ -30,6 +30,8 @@ from fmnist_dvc.data.idx import parse_idx
 from fmnist_dvc.evaluate.tta import predict_tta
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# The formats those suffixes name. Pillow would also open others (EPS through Ghostscript, ...).
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
 BATCH_SUFFIXES = (".npy", ".idx", ".gz", "-ubyte")
 INVERT_CHOICES = ("auto", "yes", "no")
 BATCH = 256  # images per model call
@@ -37,6 +39,10 @@ BATCH = 256  # images per model call
 
 class TooManyPixels(PipelineError):
     """An image whose header declares more pixels than allowed: refused before decoding."""
+
+
+class TooManyImages(PipelineError):
+    """A batch whose header declares more images than allowed: refused before reading them."""
 
 
 @dataclass
@@ -80,7 +86,7 @@ def image_pixels(
     `name`) if it cannot be read, or if it declares more than `max_pixels` (checked from its
     header, before anything is decoded: `fmnist serve` refuses decompression bombs so)."""
     try:
-        with Image.open(source) as image:
+        with Image.open(source, formats=IMAGE_FORMATS) as image:
             if max_pixels is not None and image.width * image.height > max_pixels:
                 raise TooManyPixels(
                     f"{name}: declares {image.width}x{image.height} pixels, more than the "
@@ -89,7 +95,7 @@ def image_pixels(
             image.load()
             return to_model_input(image, invert)
     except UnidentifiedImageError:
-        raise PipelineError(f"{name}: not an image file PIL can read (PNG, JPEG, ...).") from None
+        raise PipelineError(f"{name}: not a PNG, JPEG, BMP, GIF, WebP or TIFF image.") from None
     except Image.DecompressionBombError:
         raise TooManyPixels(f"{name}: too many pixels to be a photo of one item; scale it down.") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
@@ -154,13 +160,33 @@ def _read_batch(path: Path) -> np.ndarray:
     return batch_images(array, str(path))
 
 
-def npy_batch(data: bytes, name: str) -> np.ndarray:
-    """An NPY file's bytes as (n, 28, 28) uint8, checked as `fmnist predict` checks a .npy file."""
+def npy_batch(data: bytes, name: str, max_images: int | None = None) -> np.ndarray:
+    """An NPY file's bytes as (n, 28, 28) uint8, checked as `fmnist predict` checks a .npy file.
+    Its header is checked first (shape, at most `max_images`, and a body of the size it
+    declares), so that a header claiming a huge array is refused before anything is allocated."""
+    f = io.BytesIO(data)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
     try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except (OSError, EOFError, ValueError) as exc:
-        raise PipelineError(f"{name}: cannot be read as an NPY batch ({exc}).") from None
-    return batch_images(array, name)
+        reader = readers.get(np.lib.format.read_magic(f))
+        if reader is None:
+            raise ValueError("an NPY format version other than 1.0 and 2.0")
+        shape, _, dtype = reader(f)
+    except (OSError, EOFError, ValueError, TypeError, SyntaxError) as exc:
+        reason = " ".join(str(exc).split())[:120]
+        raise PipelineError(f"{name}: cannot be read as an NPY batch ({reason}).") from None
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3 or shape[1:] != IMAGE_SHAPE:
+        raise PipelineError(f"{name}: holds an array of shape {shape}, not (n, 28, 28) images.")
+    if max_images is not None and shape[0] > max_images:
+        raise TooManyImages(
+            f"{name}: {shape[0]} images in one request, more than the {max_images} allowed; split them."
+        )
+    if dtype.hasobject or len(data) - f.tell() != int(np.prod(shape)) * dtype.itemsize:
+        raise PipelineError(
+            f"{name}: cannot be read as an NPY batch (its data is not the size its header declares)."
+        )
+    return batch_images(np.load(io.BytesIO(data), allow_pickle=False), name)
 
 
 def batch_images(array: object, name: str) -> np.ndarray:

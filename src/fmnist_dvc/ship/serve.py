@@ -7,6 +7,8 @@ a worker starts in about a second and holds little memory. It reads images exact
 Every limit is checked before work is done: the body's size from its Content-Length header (or
 as it streams in, without one), the number of images, and each image's pixel count from its
 header, before it is decoded. Every error is JSON, `{"error": "one sentence"}`, with a 4xx code.
+A small request is answered on the event loop (the fastest way); a large one in a worker thread,
+one at a time, so that `/health` and small requests are not held up behind it.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import logging
 import os
 import subprocess
 from dataclasses import asdict, dataclass
+from functools import partial
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import anyio
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,14 +36,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fmnist_dvc import CLASS_NAMES, IMAGE_SHAPE
 from fmnist_dvc.core.errors import PipelineError
-from fmnist_dvc.core.yamlfile import read_mapping
 from fmnist_dvc.evaluate.tta import views
 from fmnist_dvc.export.card import INPUT, NAME, read_card
 from fmnist_dvc.export.runtimes import OnnxModel
-from fmnist_dvc.ship.predict import TooManyPixels, image_pixels, npy_batch
+from fmnist_dvc.ship.predict import TooManyImages, TooManyPixels, image_pixels, npy_batch
 
 ENV = "FMNIST_SERVE"  # the settings' JSON, for uvicorn's worker processes
 NPY = "application/x-npy"  # a NumPy .npy file, as `fmnist predict` reads one
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+INLINE_BYTES = 64_000  # bodies up to this size are answered on the event loop
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,9 @@ class Settings:
     model: str = "exports/model.onnx"
     max_body_mb: float = 16.0  # per request
     max_images: int = 512  # per request
-    max_pixels: int = 40_000_000  # per image, as its header declares (a 40-megapixel photo)
+    max_pixels: int = 24_000_000  # per image, as its header declares (a 24-megapixel photo)
     threads: int = 0  # onnxruntime's threads per worker; 0 = every core
+    host: str = "127.0.0.1"
 
     @property
     def max_body(self) -> int:
@@ -69,22 +75,27 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-class BodyLimit:
+class Guard:
     """Refuse a body over `max_bytes` (413) before reading it: at once from its Content-Length,
-    or as soon as a streamed body passes the limit."""
+    or as soon as a streamed body passes the limit. On loopback, also refuse a request whose
+    Host is not a loopback name (a web page elsewhere reaching this server by DNS rebinding)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, loopback_only: bool) -> None:
+        self.app, self.max_bytes, self.loopback_only = app, max_bytes, loopback_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = error(
-            413,
-            f"the request body is over the {self.max_bytes / 1e6:g} MB limit; send fewer or smaller images.",
-        )
-        length = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        host = headers.get(b"host", b"").decode("latin-1").rsplit(":", 1)[0].strip("[]")
+        if self.loopback_only and host not in LOOPBACK_NAMES:
+            answer = error(421, f"this server answers requests to 127.0.0.1 or localhost, not {host!r}.")
+            await answer(scope, receive, send)
+            return
+        limit = f"{self.max_bytes / 1e6:g} MB"
+        refusal = error(413, f"the request body is over the {limit} limit; send fewer or smaller images.")
+        length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await refusal(scope, receive, send)
             return
@@ -106,8 +117,9 @@ class BodyLimit:
         try:
             await self.app(scope, counted, sending)
         except _TooLarge:
-            if not started:
-                await refusal(scope, receive, send)
+            if started:  # the app answered before reading its whole body: not ours to hide
+                raise
+            await refusal(scope, receive, send)
 
 
 class _TooLarge(Exception):
@@ -124,7 +136,8 @@ class Service:
             raise PipelineError(f"{path} not found; run 'dvc repro export' first.")
         self.model = OnnxModel(path, threads=settings.threads)
         self.card = read_card(path)
-        self.tta = tuple(self.card["tta"]) if self.card else ("none",)
+        self.tta = tuple(self.card["tta"]) if self.card else ("none",)  # no card: nothing is known
+        self.one_at_a_time = anyio.CapacityLimiter(1)  # large requests' threads: the cores are the model's
         self.info = {"name": NAME, "version": model_version(path)}
 
     def predict(self, pixels: np.ndarray, tta: str) -> np.ndarray:
@@ -135,6 +148,22 @@ class Service:
             total = probs if total is None else total + probs
         assert total is not None
         return total
+
+    def answer(self, payload: Payload, top_k: int, tta: str) -> dict[str, Any]:
+        """The response for a request's payload: images decoded and checked, classified, ranked."""
+        names, pixels = payload.images(self.settings)
+        probs = self.predict(pixels, tta)
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+        predictions = [
+            {
+                "file": name,
+                "top": [
+                    {"class": CLASS_NAMES[i], "index": int(i), "probability": float(row[i])} for i in best
+                ],
+            }
+            for name, row, best in zip(names, probs, order, strict=True)
+        ]
+        return {"predictions": predictions, "model": self.info}
 
     def describe(self) -> dict[str, Any]:
         card = self.card or {}
@@ -158,72 +187,55 @@ class Service:
 
 
 def model_version(path: Path) -> str:
-    """The GTO version tag of the commit holding the model (`fashion-classifier@v1.0.0` ->
-    v1.0.0), else `md5:` and the model's md5 from that commit's dvc.lock, else the file's md5."""
+    """The GTO version tag of the checked-out commit (`fashion-classifier@v1.0.0` -> v1.0.0) when
+    the served file is that commit's export, else `md5:` and the served file's md5 (what DVC
+    records for it): the same on every replica, however the file was fetched."""
     root = next((p for p in path.resolve().parents if (p / "dvc.lock").is_file()), None)
-    if root is not None:
-        try:
-            tags = subprocess.run(
-                ["git", "tag", "--points-at", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-            ).stdout.split()
-        except (OSError, subprocess.SubprocessError):
-            tags = []
-        versions = sorted(t.split("@", 1)[1] for t in tags if t.startswith(f"{NAME}@"))
-        if versions:
-            return versions[-1]
-        try:
-            lock = read_mapping(root / "dvc.lock", "dvc repro writes it", "stages")
-            outs = lock["stages"]["train"]["outs"]
-            md5 = next(o["md5"] for o in outs if o["path"] == "models")
-            return "md5:" + md5.removesuffix(".dir")
-        except (PipelineError, KeyError, TypeError, StopIteration):
-            pass
+    if root is not None and path.resolve().parent == root / "exports":
+        tags = _git(root, "tag", "--points-at", "HEAD").split()
+        versions = [t.split("@", 1)[1] for t in tags if t.startswith(f"{NAME}@")]
+        unchanged = _git(root, "status", "--porcelain", "--", "dvc.lock") == ""
+        if versions and unchanged:
+            return max(versions, key=_release)
     return "md5:" + hashlib.md5(path.read_bytes()).hexdigest()
 
 
-async def read_images(request: Request, settings: Settings) -> tuple[list[str | None], np.ndarray]:
-    """The request's images as (names, (n, 28, 28) pixels); BadRequest says what is wrong."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind == "multipart/form-data":
-        names, pixels = await _multipart(request, settings)
-    elif kind == "application/json":
-        names, pixels = await _json(request, settings)
-    elif kind == NPY:
-        names, pixels = await _npy(request)
-    else:
-        raise BadRequest(
-            415,
-            f"content type {kind or 'none'!r} is not accepted; send multipart/form-data with 'file' "
-            f'parts, application/json {{"images": [28x28 arrays]}} or an {NPY} batch.',
-        )
-    if len(pixels) > settings.max_images:
-        raise BadRequest(
-            413,
-            f"{len(pixels)} images in one request, more than the {settings.max_images} allowed; split them.",
-        )
-    return names, pixels
+def _git(root: Path, *args: str) -> str:
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return done.stdout.strip() if done.returncode == 0 else "?"
 
 
-async def _multipart(request: Request, settings: Settings) -> tuple[list[str | None], np.ndarray]:
-    try:
-        form = await request.form(max_files=settings.max_images + 1, max_fields=settings.max_images + 1)
-    except MultiPartException as exc:
-        message = str(exc.message).rstrip(".")
-        if "Too many files" in message:
-            raise BadRequest(
-                413, f"more than {settings.max_images} files in one request; split them."
-            ) from None
-        raise BadRequest(400, f"the multipart body cannot be read ({message}).") from None
-    try:
-        uploads = [p for p in form.getlist("file") if not isinstance(p, str)]
-        if not uploads:
-            raise BadRequest(400, "the request has no 'file' part; send each image as a part named 'file'.")
-        if len(uploads) > settings.max_images:
-            raise BadRequest(413, f"more than {settings.max_images} files in one request; split them.")
-        names, images = [], []
-        for n, upload in enumerate(uploads):
-            name = upload.filename or f"file {n + 1}"
-            data = await upload.read()
+def _release(tag: str) -> tuple[int, ...]:
+    """v1.10.0 after v1.9.0: GTO's tags are semantic versions."""
+    return tuple(int(part) if part.isdigit() else -1 for part in tag.lstrip("v").split("."))
+
+
+@dataclass
+class Payload:
+    """A request's images as received: multipart parts (name, bytes), or a JSON or NPY body."""
+
+    kind: str
+    parts: list[tuple[str | None, bytes]]
+
+    @property
+    def size(self) -> int:
+        return sum(len(data) for _, data in self.parts)
+
+    def images(self, settings: Settings) -> tuple[list[str | None], np.ndarray]:
+        """(names, (n, 28, 28) pixels), decoded and checked; BadRequest says what is wrong."""
+        if self.kind == "multipart/form-data":
+            return self._files(settings)
+        body = self.parts[0][1]
+        pixels = _npy(body, settings) if self.kind == NPY else _json(body, settings)
+        return [None] * len(pixels), pixels
+
+    def _files(self, settings: Settings) -> tuple[list[str | None], np.ndarray]:
+        images = []
+        for n, (filename, data) in enumerate(self.parts):
+            name = filename or f"file {n + 1}"
             if not data:
                 raise BadRequest(400, f"{name}: the part is empty; send the image's bytes.")
             try:
@@ -232,31 +244,59 @@ async def _multipart(request: Request, settings: Settings) -> tuple[list[str | N
                 raise BadRequest(413, str(exc)) from None
             except PipelineError as exc:
                 raise BadRequest(400, str(exc)) from None
-            names.append(upload.filename)
+        return [filename for filename, _ in self.parts], np.stack(images)
+
+
+async def read_payload(request: Request, settings: Settings) -> Payload:
+    """The request's body, read (never more than the Guard lets through), not yet decoded."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        return Payload(kind, await _parts(request, settings))
+    if kind in ("application/json", NPY):
+        body = await request.body()
+        if not body:
+            what = '{"images": [28x28 arrays of 0-255 pixel values]}' if kind != NPY else "an NPY file"
+            raise BadRequest(400, f"the body is empty; send {what}.")
+        return Payload(kind, [(None, body)])
+    raise BadRequest(
+        415,
+        f"content type {kind or 'none'!r} is not accepted; send multipart/form-data with 'file' "
+        f'parts, application/json {{"images": [28x28 arrays]}} or an {NPY} batch.',
+    )
+
+
+async def _parts(request: Request, settings: Settings) -> list[tuple[str | None, bytes]]:
+    too_many = f"more than {settings.max_images} files in one request; split them."
+    try:
+        form = await request.form(max_files=settings.max_images, max_fields=settings.max_images)
+    except (MultiPartException, StarletteHTTPException) as exc:  # Starlette re-raises the first as the second
+        message = str(getattr(exc, "message", None) or getattr(exc, "detail", "")).rstrip(".")
+        if message.startswith("Too many"):
+            raise BadRequest(413, too_many) from None
+        raise BadRequest(400, f"the multipart body cannot be read ({message}).") from None
+    try:
+        uploads = [p for p in form.getlist("file") if not isinstance(p, str)]
+        if not uploads:
+            raise BadRequest(400, "the request has no 'file' part; send each image as a part named 'file'.")
+        return [(upload.filename, await upload.read()) for upload in uploads]
     finally:
         await form.close()
-    return names, np.stack(images)
 
 
-async def _npy(request: Request) -> tuple[list[str | None], np.ndarray]:
-    """An NPY file of (n, 28, 28) uint8 (or floats in [0, 1]): the fast way to send a batch."""
-    body = await request.body()
-    if not body:
-        raise BadRequest(400, "the body is empty; send an NPY file of (n, 28, 28) images.")
+def _npy(body: bytes, settings: Settings) -> np.ndarray:
+    """An NPY file of (n, 28, 28) uint8, or floats in [0, 1]: the fast way to send a batch."""
     try:
-        pixels = npy_batch(body, "the NPY body")
+        return npy_batch(body, "the NPY body", max_images=settings.max_images)
+    except TooManyImages as exc:
+        raise BadRequest(413, str(exc)) from None
     except PipelineError as exc:
         raise BadRequest(422, str(exc)) from None
-    return [None] * len(pixels), pixels
 
 
-async def _json(request: Request, settings: Settings) -> tuple[list[str | None], np.ndarray]:
-    body = await request.body()
-    if not body:
-        raise BadRequest(400, 'the body is empty; send {"images": [28x28 arrays of 0-255 pixel values]}.')
+def _json(body: bytes, settings: Settings) -> np.ndarray:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest(400, 'the body is not valid JSON; send {"images": [28x28 arrays]}.') from None
     images = data.get("images") if isinstance(data, dict) else None
     if not isinstance(images, list) or not images:
@@ -270,7 +310,7 @@ async def _json(request: Request, settings: Settings) -> tuple[list[str | None],
         )
     try:
         pixels = np.array(images, dtype=np.float32)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         pixels = None
     if pixels is None or pixels.shape[1:] != IMAGE_SHAPE or pixels.ndim != 3:
         raise BadRequest(
@@ -283,7 +323,13 @@ async def _json(request: Request, settings: Settings) -> tuple[list[str | None],
             422,
             f'"images" holds values from {pixels.min():g} to {pixels.max():g}; pixels run from 0 to 255.',
         )
-    return [None] * len(pixels), pixels
+    if not (pixels == np.round(pixels)).all():
+        raise BadRequest(
+            422,
+            '"images" holds fractions; JSON pixels are whole numbers from 0 to 255 (multiply values '
+            "in [0, 1] by 255, or send them as an NPY batch).",
+        )
+    return pixels
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -295,7 +341,8 @@ def create_app(settings: Settings) -> FastAPI:
         version=service.info["version"],
     )
     app.state.service = service
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body)
+    loopback_only = settings.host in LOOPBACK_NAMES
+    app.add_middleware(Guard, max_bytes=settings.max_body, loopback_only=loopback_only)
     page = files("fmnist_dvc.ship").joinpath("page.html").read_text()
 
     @app.exception_handler(BadRequest)
@@ -319,7 +366,9 @@ def create_app(settings: Settings) -> FastAPI:
             404: "no such path; see /docs for the API.",
             405: "this path does not take that method; see /docs.",
         }
-        return error(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
+        answer = error(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
+        answer.headers.update(exc.headers or {})  # 405's Allow
+        return answer
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def home() -> HTMLResponse:
@@ -335,7 +384,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post(
         "/predict",
-        summary="Classify images: multipart 'file' parts (PNG, JPEG, ...) or JSON {\"images\": [...]}",
+        summary="Classify images: multipart 'file' parts, JSON {\"images\": [...]} or an NPY batch",
         openapi_extra={"requestBody": _REQUEST_BODY},
     )
     async def predict(
@@ -348,23 +397,13 @@ def create_app(settings: Settings) -> FastAPI:
         ] = "none",
     ) -> Response:
         if tta not in service.tta:
-            raise BadRequest(
-                400,
-                "this model was not trained on mirrored images, so tta=flip is not offered; use tta=none.",
-            )
-        names, pixels = await read_images(request, settings)
-        probs = service.predict(pixels, tta)
-        order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
-        predictions = [
-            {
-                "file": name,
-                "top": [
-                    {"class": CLASS_NAMES[i], "index": int(i), "probability": float(row[i])} for i in best
-                ],
-            }
-            for name, row, best in zip(names, probs, order, strict=True)
-        ]
-        return JSONResponse({"predictions": predictions, "model": service.info})
+            why = "its card says it was not trained on mirrored images" if service.card else "it has no card"
+            raise BadRequest(400, f"tta=flip is not offered for this model ({why}); use tta=none.")
+        payload = await read_payload(request, settings)
+        work = partial(service.answer, payload, top_k, tta)
+        if payload.size <= INLINE_BYTES:
+            return JSONResponse(work())
+        return JSONResponse(await anyio.to_thread.run_sync(work, limiter=service.one_at_a_time))
 
     return app
 
@@ -409,17 +448,18 @@ def app_from_environment() -> FastAPI:
     return create_app(Settings(**json.loads(os.environ.get(ENV, "{}"))))
 
 
-def run(settings: Settings, host: str, port: int, workers: int) -> None:
+def run(settings: Settings, port: int, workers: int) -> None:
     """Serve until SIGTERM or Ctrl-C; each worker loads its own copy of the model."""
     import uvicorn
 
     if settings.threads == 0 and workers > 1:  # share the cores out instead of oversubscribing them
-        settings = Settings(**{**asdict(settings), "threads": max(1, (os.cpu_count() or 1) // workers)})
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use (a container's CPU set)
+        settings = Settings(**{**asdict(settings), "threads": max(1, cores // workers)})
     os.environ[ENV] = json.dumps(asdict(settings))
     uvicorn.run(
         "fmnist_dvc.ship.serve:app_from_environment",
         factory=True,
-        host=host,
+        host=settings.host,
         port=port,
         workers=workers,
         log_level="info",
