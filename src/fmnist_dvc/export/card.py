@@ -136,7 +136,7 @@ def render(card: dict) -> str:
     ]
     if "tta_accuracy" in test:
         lines.append(
-            f"- With the mirror image averaged in (`tta=flip`): accuracy {test['tta_accuracy']:.4f}."
+            f"- With test-time augmentation (`evaluate.tta`): accuracy {test['tta_accuracy']:.4f}."
         )
     lines += [
         "",
