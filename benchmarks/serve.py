@@ -70,8 +70,9 @@ def multipart(files: list[bytes]) -> tuple[bytes, str]:
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def load(port: int, body: bytes, kind: str, requests: int, concurrency: int) -> dict:
-    """`requests` POSTs of `body`, `concurrency` at a time; latency percentiles and throughput."""
+def load(port: int, body: bytes | None, kind: str, requests: int, concurrency: int) -> dict:
+    """`requests` POSTs of `body` (GET /health if None), `concurrency` at a time; latency
+    percentiles and throughput."""
     latencies: list[float] = []
     lock = threading.Lock()
     counter = iter(range(requests))
@@ -84,7 +85,10 @@ def load(port: int, body: bytes, kind: str, requests: int, concurrency: int) -> 
                 if next(counter, None) is None:
                     break
             start = time.perf_counter()
-            conn.request("POST", "/predict", body=body, headers={"Content-Type": kind})
+            if body is None:
+                conn.request("GET", "/health")
+            else:
+                conn.request("POST", "/predict", body=body, headers={"Content-Type": kind})
             response = conn.getresponse()
             payload = response.read()
             mine.append(time.perf_counter() - start)
@@ -136,6 +140,19 @@ def bare(model: Path, images: np.ndarray, repeats: int) -> dict:
     }
 
 
+def decode_ms(images: list[bytes]) -> float:
+    """Median time to read one 28x28 PNG as the server does (predict.image_pixels)."""
+    from fmnist_dvc.ship.predict import image_pixels
+
+    times = []
+    for _ in range(4):
+        for data in images:
+            start = time.perf_counter()
+            image_pixels(io.BytesIO(data), "x")
+            times.append(time.perf_counter() - start)
+    return round(1000 * statistics.median(times), 4)
+
+
 def peak_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return round(int(next(x.split()[1] for x in status.splitlines() if x.startswith("VmHWM:"))) / 1024, 1)
@@ -168,7 +185,8 @@ def main() -> int:
         json_body = json.dumps({"images": pixels.tolist()}).encode()
         npy = io.BytesIO()
         np.save(npy, pixels)
-        runs = []
+        load(port, None, "", 200, 1)
+        runs = [{"body": "GET /health", **load(port, None, "", args.requests, 1)}]  # HTTP + FastAPI alone
         for concurrency in (1, 4, 16):
             load(port, one_body, one_kind, 200, concurrency)  # warm-up: connections, caches
             runs.append({"body": "1 PNG", **load(port, one_body, one_kind, args.requests, concurrency)})
@@ -186,6 +204,7 @@ def main() -> int:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
     alone = bare(args.model, pixels, 2000)
+    alone["png_decode_ms"] = decode_ms(images)
     result = {"model": str(args.model), "workers": args.workers, "cpu": _cpu(), "runs": runs, "bare": alone}
     result["server_peak_rss_mb"] = memory
     print(table(result))
@@ -241,13 +260,13 @@ def table(r: dict) -> str:
         f"model {r['model']}, {r['workers']} worker(s), CPU {r['cpu']}, "
         f"server peak RSS {r['server_peak_rss_mb']} MB (largest process)",
         f"bare onnxruntime: one image {bare['one_image_p50_ms']} ms; 256 images {bare['batch_ms']} ms "
-        f"({bare['batch_images_per_s']} images/s)",
+        f"({bare['batch_images_per_s']} images/s); reading one 28x28 PNG {bare['png_decode_ms']} ms",
         "",
         "| body | concurrency | requests | p50 ms | p99 ms | requests/s | images/s | of bare |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for run in r["runs"]:
-        n = 1 if run["body"] == "1 PNG" else BATCH
+        n = BATCH if run["body"].startswith("256") else 1
         rate = run["requests_per_s"] * n
         share = f"{rate / bare['batch_images_per_s']:.2f}" if n > 1 else ""
         lines.append(

@@ -135,9 +135,7 @@ def render(card: dict) -> str:
         f"macro F1 {test['macro_avg']['f1']:.4f}.",
     ]
     if "tta_accuracy" in test:
-        lines.append(
-            f"- With test-time augmentation (`evaluate.tta`): accuracy {test['tta_accuracy']:.4f}."
-        )
+        lines.append(f"- With test-time augmentation (`evaluate.tta`): accuracy {test['tta_accuracy']:.4f}.")
     lines += [
         "",
         "| class | precision | recall | F1 |",
