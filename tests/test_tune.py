@@ -226,7 +226,7 @@ def test_best_params_become_a_preset_and_the_study_draws_its_figures(tuned: dict
     repo, name = tuned["repo"], tuned["name"]
     preset = (repo / "presets" / f"tuned-{name}.yaml").read_text()
     assert "learning_rate: 0.003" in preset and "epochs: 4" in preset
-    for figure in ("history", "importances"):
+    for figure in ("history", "curves", "importances"):
         assert (repo / "tune" / f"{name}-{figure}.png").read_bytes()[:4] == b"\x89PNG"
 
 

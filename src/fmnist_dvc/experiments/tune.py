@@ -392,7 +392,8 @@ def _fmt(value: float | None) -> str:
 
 
 def _write_results(study: Any, space: Space, name: str, root: Path) -> None:
-    """The best params as a preset, and the optimisation history and parameter importances."""
+    """The best params as a preset; the optimisation history, every trial's validation curve
+    and the parameter importances as figures."""
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     if not complete:
         print("fmnist tune: no trial completed; no preset or figures written", file=sys.stderr)
@@ -436,7 +437,8 @@ def _figures(study: Any, prefix: Path, complete: int) -> None:
 
     from fmnist_dvc.core.figures import save_png
 
-    figures = [("history", plots.plot_optimization_history)]
+    # Each trial's validation accuracy per epoch, pruned ones included: where the pruner cut.
+    figures = [("history", plots.plot_optimization_history), ("curves", plots.plot_intermediate_values)]
     if complete >= 2:
         figures.append(("importances", plots.plot_param_importances))
     for label, draw in figures:
