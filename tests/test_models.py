@@ -1,10 +1,14 @@
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from fmnist_dvc.core.params import load_section
-from fmnist_dvc.train.models import build_cnn, build_model, pixel_scaling
+from fmnist_dvc.core.splits import load_split
+from fmnist_dvc.train.models import build_cnn, build_model, pixel_scaling, set_whitening
+from fmnist_dvc.train.optimizer import compile_model
 from fmnist_dvc.train.params import TrainParams
 from tests.helpers import REPO_ROOT
 
@@ -81,3 +85,46 @@ def test_residual_blocks_need_one_width_each() -> None:
     cnn = load_section("train", TrainParams, REPO_ROOT / "params.yaml").cnn
     with pytest.raises(ValidationError, match="each block needs one width"):
         cnn.replace(blocks=[[32], [64, 128]], residual=True)
+
+
+def test_whitening_layer_decorrelates_real_patches_and_is_never_trained(prepared: Path) -> None:
+    x, _ = load_split(prepared, "train")
+    params = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
+    model = build_model(params.replace(model="cnn", cnn=params.cnn.replace(blocks=[[8], [16]], whiten=2)))
+    whiten = model.get_layer("whiten")
+    assert not whiten.trainable_weights and whiten.kernel.shape == (2, 2, 1, 8)
+    set_whitening(model, x)
+    kernel = np.asarray(whiten.kernel)
+    np.testing.assert_array_equal(kernel[..., 4:], -kernel[..., :4])  # each direction, both signs
+    # On the patches it was computed from, the first four filters' outputs are uncorrelated
+    # with a second moment of about 1 each (less where the eps term damps the faintest).
+    patches = np.lib.stride_tricks.sliding_window_view(x / 255.0, (2, 2), axis=(1, 2)).reshape(-1, 4)
+    out = patches @ kernel[..., :4].reshape(4, 4)
+    moment = out.T @ out / len(out)
+    np.testing.assert_allclose(moment - np.diag(np.diag(moment)), 0, atol=1e-4)
+    assert 0.9 < moment[0, 0] <= 1 and 0.5 < moment[3, 3] <= 1
+    # Training moves the other weights but not the whitening.
+    compile_model(model, params.replace(model="cnn"), steps_per_epoch=1)
+    model.fit(x[:64], keras.utils.to_categorical(np.zeros(64), 10), batch_size=64, verbose=0)
+    np.testing.assert_array_equal(np.asarray(whiten.kernel), kernel)
+
+
+def test_bn_bias_lr_speeds_up_batch_norm_biases_only() -> None:
+    params = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
+    x = np.arange(64 * 784, dtype=np.float32).reshape(64, 28, 28) % 255
+    y = keras.utils.to_categorical(np.arange(64) % 10, 10)
+    steps = {}
+    for factor in (1.0, 64.0):
+        p = params.replace(model="cnn", cnn=params.cnn.replace(blocks=[[8], [16]]), bn_bias_lr=factor)
+        keras.utils.set_random_seed(0)
+        model = build_model(p)
+        compile_model(model, p, steps_per_epoch=1)
+        before = [np.asarray(v).copy() for v in model.trainable_variables]
+        model.fit(x, y, batch_size=64, verbose=0)  # one Adam step: each weight moves about lr
+        steps[factor] = {
+            v.path.split("/")[-1]: np.abs(np.asarray(v) - b).max()
+            for v, b in zip(model.trainable_variables, before, strict=True)
+        }
+    assert steps[64.0]["beta"] == pytest.approx(64 * steps[1.0]["beta"], rel=0.01)
+    assert steps[64.0]["kernel"] == pytest.approx(steps[1.0]["kernel"], rel=0.01)
+    assert steps[64.0]["gamma"] == pytest.approx(steps[1.0]["gamma"], rel=0.01)

@@ -29,7 +29,7 @@ from fmnist_dvc.train.dataset import (
     make_training_dataset,
     numpy_batches,
 )
-from fmnist_dvc.train.models import build_model
+from fmnist_dvc.train.models import build_model, set_whitening
 from fmnist_dvc.train.optimizer import compile_model
 from fmnist_dvc.train.params import TrainParams
 from fmnist_dvc.train.resume import EpochSnapshot, ResumableEarlyStopping, Start, resume_point, swap_ema
@@ -87,6 +87,7 @@ def train(
     val = load_split(data_dir, "val")
     steps = batches_per_epoch(len(y_train), params.batch_size)
     model = build_model(params)
+    set_whitening(model, x_train)
     compile_model(model, params, steps_per_epoch=steps)
     with tempfile.TemporaryDirectory(prefix="fmnist-live-") as work:
         work_live = Path(work) / "live"

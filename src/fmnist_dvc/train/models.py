@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from fmnist_dvc import IMAGE_SHAPE, NUM_CLASSES
 from fmnist_dvc.train.params import CnnParams, TrainParams
@@ -48,9 +49,15 @@ def build_cnn(c: CnnParams) -> keras.Model:
     run at the lower resolution, which on two cores saves about 15% of a training step. `flatten`
     costs few FLOPs (one matrix product) but many parameters: where a garment's parts sit is
     much of what tells a shirt from a coat, and global pooling throws it away. `residual` adds
-    each block's first convolution's output to its last one's (blocks of two or more).
+    each block's first convolution's output to its last one's (blocks of two or more). `whiten: k`
+    puts a frozen kxk convolution with 2k^2 filters and a ReLU in front (see `whitening_filters`).
     """
     stem: list[keras.layers.Layer] = [pixel_scaling(), keras.layers.Reshape((*IMAGE_SHAPE, 1))]
+    if c.whiten:
+        # Set from the training images by set_whitening() before training; never trained.
+        whiten = keras.layers.Conv2D(2 * c.whiten**2, c.whiten, padding="same", use_bias=False, name="whiten")
+        whiten.trainable = False
+        stem += [whiten, keras.layers.ReLU()]
     segments: list[tuple[list[keras.layers.Layer], bool]] = [(stem, False)]  # (layers, add a skip?)
     last = len(c.blocks) - 1
     for i, block in enumerate(c.blocks):
@@ -73,6 +80,34 @@ def build_cnn(c: CnnParams) -> keras.Model:
         head += [keras.layers.Dropout(c.dropout), keras.layers.Dense(units, activation="relu")]
     head += [keras.layers.Dropout(c.dropout), keras.layers.Dense(NUM_CLASSES, activation="softmax")]
     return _wire(segments, "cnn")
+
+
+def whitening_filters(images: np.ndarray, size: int, eps: float = 5e-4) -> np.ndarray:
+    """Filters that whiten the images' size x size patches (airbench's first layer), shaped for
+    Conv2D: (size, size, 1, 2 size^2).
+
+    Each eigenvector of the patches' second-moment matrix, divided by the square root of its
+    eigenvalue (plus `eps` times the pixels' variance, so the faintest directions are not blown
+    up into noise), and its negative: after the ReLU, each direction's both signs pass. The
+    first layer then starts from decorrelated, equal-variance features instead of having to
+    learn them. Pixels are scaled to 0-1, as the model scales them.
+    """
+    x = np.asarray(images, dtype=np.float64) / 255.0
+    patches = np.lib.stride_tricks.sliding_window_view(x, (size, size), axis=(1, 2)).reshape(-1, size * size)
+    moment = patches.T @ patches / len(patches)
+    values, vectors = np.linalg.eigh(moment)
+    values, vectors = values[::-1], vectors[:, ::-1]  # strongest first
+    scaled = vectors / np.sqrt(values + eps * x.var())
+    filters = np.concatenate([scaled, -scaled], axis=1)
+    return filters.reshape(size, size, 1, 2 * size * size).astype(np.float32)
+
+
+def set_whitening(model: keras.Model, images: np.ndarray, sample: int = 5000) -> None:
+    """Set the frozen `whiten` layer, if the model has one, from the first `sample` training images
+    (the split is already shuffled by its seed, so this is deterministic)."""
+    layer = next((layer for layer in model.layers if layer.name == "whiten"), None)
+    if layer is not None:
+        layer.set_weights([whitening_filters(images[:sample], layer.kernel_size[0])])
 
 
 def _wire(segments: list[tuple[list[keras.layers.Layer], bool]], name: str) -> keras.Model:

@@ -47,6 +47,8 @@ def compile_model(model: keras.Model, params: TrainParams, steps_per_epoch: int)
         )
     else:
         optimizer = keras.optimizers.Adam(learning_rate=lr, **ema)
+    if params.bn_bias_lr != 1:
+        faster_bn_biases(optimizer, params.bn_bias_lr)
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
@@ -55,6 +57,24 @@ def compile_model(model: keras.Model, params: TrainParams, steps_per_epoch: int)
         # arithmetic, sets the pace. The same ops run in the same order, so the weights match.
         steps_per_execution=execution_steps(steps_per_epoch, params.steps_per_execution),
     )
+
+
+def faster_bn_biases(optimizer: keras.optimizers.Optimizer, factor: float) -> None:
+    """Scale the learning rate of BatchNorm biases (`beta`) by `factor`, and nothing else's.
+
+    Keras has no per-variable learning rate. Its optimizers update each variable through
+    `update_step(gradient, variable, learning_rate)`, so this instance's is wrapped: the class,
+    and with it the saved model's config, stays Keras' own. Weight decay, applied apart from the
+    step, is unchanged.
+    """
+    plain = optimizer.update_step
+
+    def update_step(gradient, variable, learning_rate):  # Keras calls it per variable
+        if variable.name.split(":")[0].endswith("beta"):
+            learning_rate = learning_rate * factor
+        return plain(gradient, variable, learning_rate)
+
+    optimizer.update_step = update_step
 
 
 def execution_steps(steps_per_epoch: int, limit: int) -> int:

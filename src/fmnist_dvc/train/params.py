@@ -28,6 +28,9 @@ class CnnParams(Params):
     bn_momentum: Unit
     pool: Literal["after_block", "after_conv"]
     residual: bool
+    whiten: Annotated[
+        Literal[0, 2, 3], BeforeValidator(exact_int), Field(description="0 = off; else the patch size")
+    ]
 
     @model_validator(mode="after")
     def _residual_needs_one_width_per_block(self) -> CnnParams:
@@ -81,6 +84,7 @@ class TrainParams(Params):
     weight_decay: Annotated[float, Field(ge=0)]
     momentum: Unit
     ema: Annotated[Unit, Field(description="0 = off")]
+    bn_bias_lr: Annotated[float, Field(gt=0, description="BatchNorm biases' learning rate, x the others'")]
     schedule: Literal["step", "one_cycle", "cosine"]
     lr_drop_epoch: Annotated[int, Field(ge=0)]
     lr_drop_factor: Annotated[float, Field(gt=0, le=1)]
