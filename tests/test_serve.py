@@ -259,7 +259,7 @@ def test_every_bad_request_gets_a_4xx_sentence_and_the_server_carries_on(
         ("no file part", part("a.png", png, field="photo"), 400, "has no 'file' part"),
         ("empty multipart", raw(b"", "multipart/form-data; boundary=x"), 400, "has no 'file' part"),
         ("empty JSON body", raw(b"", JSON), 400, "the body is empty"),
-        ("a bomb", part("bomb.png", bomb_png(30000, 30000)), 413, "bomb.png: too many pixels"),
+        ("a bomb", part("bomb.png", bomb_png(30000, 30000)), 413, "bomb.png: declares 30000x30000 pixels"),
         ("over the pixel cap", part("big.png", bomb_png(8000, 8000)), 413,
          "big.png: declares 8000x8000 pixels, more than the 24,000,000 allowed"),
         ("wrong shape", {"json": {"images": [[1, 2, 3]]}}, 422, "must be a list of 28x28 arrays"),
