@@ -121,7 +121,7 @@ def worker(kind: str, model_name: str, epochs: int, spe: int | None, backend: st
     n_train = len(load_split(PREPARED, "train")[1])
     steps = batches_per_epoch(n_train, params.batch_size)
     if kind == "naive":
-        from fmnist_dvc.train.models import build_model
+        from fmnist_dvc.train.models import build_model, set_whitening
 
         keras.utils.set_random_seed(seed)
         x, y = load_split(PREPARED, "train")
@@ -129,6 +129,7 @@ def worker(kind: str, model_name: str, epochs: int, spe: int | None, backend: st
         x, xv = x.astype("float32"), xv.astype("float32")  # the model scales the pixels
         y, yv = keras.utils.to_categorical(y, 10), keras.utils.to_categorical(yv, 10)
         model = build_model(params)
+        set_whitening(model, load_split(PREPARED, "train")[0])  # as train() does; a no-op without whiten
         naive = params.replace(steps_per_execution=1)
         compile_model(model, naive, steps_per_epoch=steps)
         start = time.perf_counter()

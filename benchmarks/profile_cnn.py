@@ -38,7 +38,7 @@ def profile(pool: str | None) -> tuple[float, collections.Counter, collections.C
     from fmnist_dvc.core.splits import load_split
     from fmnist_dvc.train.dataset import make_training_dataset
     from fmnist_dvc.train.loop import set_seed, set_threads
-    from fmnist_dvc.train.models import build_model
+    from fmnist_dvc.train.models import build_model, set_whitening
     from fmnist_dvc.train.optimizer import compile_model
 
     params = _params("cnn", 3, None)
@@ -48,6 +48,7 @@ def profile(pool: str | None) -> tuple[float, collections.Counter, collections.C
     set_seed(42)
     x, y = load_split(PREPARED, "train")
     model = build_model(params)
+    set_whitening(model, x)  # as train() does; a no-op without train.cnn.whiten
     compile_model(model, params, steps_per_epoch=STEPS)
     data = make_training_dataset(x, y, params.batch_size, 42, 2)  # 844 batches: 4 executions
     model.fit(data, epochs=1, steps_per_epoch=STEPS, verbose=0, shuffle=False)  # warm-up

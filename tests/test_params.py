@@ -187,6 +187,12 @@ def test_missing_section(tmp_path: Path) -> None:
             "train.weight_decay applies only to optimizers adamw and sgd; set it to 0 or choose one of "
             "them (got 0.01); fix it in params.yaml.",
         ),
+        (
+            "train.bn_bias_lr",
+            8,
+            "train.bn_bias_lr speeds up BatchNorm biases, which only model cnn with cnn.batch_norm has; "
+            "set it to 1 (",
+        ),
     ],
 )
 def test_messages_carry_the_why(tmp_path: Path, key: str, value: object, message: str) -> None:

@@ -178,13 +178,13 @@ def test_answers_agree_with_fmnist_predict(
     assert by_json["model"]["name"] == "fashion-classifier"
 
 
-def bomb_png(width: int, height: int) -> bytes:
-    """A 100-byte PNG whose header declares width x height grayscale pixels."""
+def bomb_png(width: int, height: int, colour: int = 0) -> bytes:
+    """A 100-byte PNG whose header declares width x height grayscale (colour 0) or RGB (2) pixels."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
     rows = zlib.compress(b"\x00" * (width + 1) * 4)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
 
@@ -260,6 +260,7 @@ def test_every_bad_request_gets_a_4xx_sentence_and_the_server_carries_on(
         ("empty multipart", raw(b"", "multipart/form-data; boundary=x"), 400, "has no 'file' part"),
         ("empty JSON body", raw(b"", JSON), 400, "the body is empty"),
         ("a bomb", part("bomb.png", bomb_png(30000, 30000)), 413, "bomb.png: declares 30000x30000 pixels"),
+        ("an RGB bomb", part("rgb.png", bomb_png(30000, 30000, 2)), 413, "rgb.png: too many pixels"),
         ("over the pixel cap", part("big.png", bomb_png(8000, 8000)), 413,
          "big.png: declares 8000x8000 pixels, more than the 24,000,000 allowed"),
         ("wrong shape", {"json": {"images": [[1, 2, 3]]}}, 422, "must be a list of 28x28 arrays"),

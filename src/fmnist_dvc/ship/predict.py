@@ -113,16 +113,22 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def _gray_png(data: bytes, name: str, max_pixels: int | None) -> np.ndarray | None:
     """An 8-bit grayscale PNG (Fashion-MNIST's own kind) decoded by libspng (pyspng), about five
-    times faster than Pillow, which pays more to parse a 28x28 file's chunks than to inflate it;
-    PNG is lossless, so the pixels are Pillow's. None for anything else, a damaged file or
-    without pyspng: Pillow then reads it and words any error."""
+    times faster than Pillow, which pays more to parse a 28x28 file's chunks than to inflate it.
+    PNG is lossless, so the pixels are Pillow's. libspng (as pyspng sets it up) does not verify
+    checksums, so a file whose only fault is a wrong CRC is read rather than refused. None for
+    any other kind, for data libspng cannot decode, or without pyspng: Pillow then reads it and
+    words any error."""
     # The IHDR chunk comes first in every PNG: width, height, bit depth, colour type (0: gray).
     if len(data) < 33 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
         return None
     width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
     if (depth, colour) != (8, 0):
         return None
-    if max_pixels is not None and width * height > max_pixels:
+    if max_pixels is None:  # no limit asked for: leave Pillow's own decompression-bomb check to it
+        max_pixels = Image.MAX_IMAGE_PIXELS or 0
+        if width * height > max_pixels:
+            return None
+    elif width * height > max_pixels:
         raise TooManyPixels(
             f"{name}: declares {width}x{height} pixels, more than the {max_pixels:,} allowed; scale it down."
         )

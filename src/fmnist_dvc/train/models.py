@@ -86,25 +86,38 @@ def whitening_filters(images: np.ndarray, size: int, eps: float = 5e-4) -> np.nd
     """Filters that whiten the images' size x size patches (airbench's first layer), shaped for
     Conv2D: (size, size, 1, 2 size^2).
 
-    Each eigenvector of the patches' second-moment matrix, divided by the square root of its
-    eigenvalue (plus `eps` times the pixels' variance, so the faintest directions are not blown
-    up into noise), and its negative: after the ReLU, each direction's both signs pass. The
-    first layer then starts from decorrelated, equal-variance features instead of having to
-    learn them. Pixels are scaled to 0-1, as the model scales them.
+    Each eigenvector of the patches' second-moment matrix (not mean-centred: the first is the
+    overall brightness), divided by the square root of its eigenvalue plus `eps` times the
+    pixels' variance (so the faintest directions are not blown up into noise), and its negative:
+    after the ReLU, each direction's both signs pass. The first layer then starts from
+    decorrelated features of equal strength instead of having to learn them. Pixels are scaled
+    to 0-1, as the model scales them. The sums are exact integers and each eigenvector's sign is
+    fixed (its largest entry positive), so the filters, and their order, do not depend on the
+    order of the arithmetic or on which sign LAPACK returns.
     """
-    x = np.asarray(images, dtype=np.float64) / 255.0
-    patches = np.lib.stride_tricks.sliding_window_view(x, (size, size), axis=(1, 2)).reshape(-1, size * size)
-    moment = patches.T @ patches / len(patches)
-    values, vectors = np.linalg.eigh(moment)
+    pixels = np.asarray(images, dtype=np.int64)
+    moment = np.zeros((size * size, size * size), dtype=np.int64)
+    for start in range(0, len(pixels), 500):  # 500 images at a time: a few MB, not hundreds
+        windows = np.lib.stride_tricks.sliding_window_view(
+            pixels[start : start + 500], (size, size), axis=(1, 2)
+        )
+        patches = windows.reshape(-1, size * size)
+        moment += patches.T @ patches
+    count = len(pixels) * (pixels.shape[1] - size + 1) * (pixels.shape[2] - size + 1)
+    total, squares = int(pixels.sum()), int((pixels * pixels).sum())
+    variance = (squares / pixels.size - (total / pixels.size) ** 2) / 255.0**2
+    values, vectors = np.linalg.eigh(moment / (count * 255.0**2))
     values, vectors = values[::-1], vectors[:, ::-1]  # strongest first
-    scaled = vectors / np.sqrt(values + eps * x.var())
+    largest = vectors[np.abs(vectors).argmax(axis=0), np.arange(vectors.shape[1])]
+    vectors = vectors * np.where(largest < 0, -1.0, 1.0)
+    scaled = vectors / np.sqrt(values + eps * variance)
     filters = np.concatenate([scaled, -scaled], axis=1)
     return filters.reshape(size, size, 1, 2 * size * size).astype(np.float32)
 
 
 def set_whitening(model: keras.Model, images: np.ndarray, sample: int = 5000) -> None:
-    """Set the frozen `whiten` layer, if the model has one, from the first `sample` training images
-    (the split is already shuffled by its seed, so this is deterministic)."""
+    """Set the frozen `whiten` layer, if the model has one, from the first `sample` training
+    images (the training split's own order: deterministic, and every class is there)."""
     layer = next((layer for layer in model.layers if layer.name == "whiten"), None)
     if layer is not None:
         layer.set_weights([whitening_filters(images[:sample], layer.kernel_size[0])])

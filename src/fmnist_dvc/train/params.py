@@ -105,3 +105,12 @@ class TrainParams(Params):
                 "weight_decay_unused", message, {"field": "weight_decay", "value": self.weight_decay}
             )
         return self
+
+    @model_validator(mode="after")
+    def _bn_bias_lr_needs_batch_norm(self) -> TrainParams:
+        if self.bn_bias_lr != 1 and (self.model != "cnn" or not self.cnn.batch_norm):
+            message = "speeds up BatchNorm biases, which only model cnn with cnn.batch_norm has; set it to 1"
+            raise PydanticCustomError(
+                "bn_bias_lr_unused", message, {"field": "bn_bias_lr", "value": self.bn_bias_lr}
+            )
+        return self
