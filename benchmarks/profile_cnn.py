@@ -1,7 +1,10 @@
 """Where a CNN training step's time goes: TensorFlow's own profiler over one execution of the
 cnn-fast network (211 steps of batch 128), summed by layer kind and by op.
 
-    python benchmarks/profile_cnn.py [--pool after_block|after_conv] [--top 12]
+    python benchmarks/profile_cnn.py [--pool after_block|after_conv] [--cnn KEY=VALUE ...] [--top 12]
+
+`--cnn whiten=2` or `--cnn 'blocks=[[24], [64], [128]]'` changes one `train.cnn` key (a YAML
+value), to compare a variant's cost per step with the preset's.
 
 Trains as bench.py's `cnn project` step does (the preset's network and recipe, no
 augmentation): one execution to warm up, then one under the profiler. Prints the wall time
@@ -23,6 +26,7 @@ from bench import PREPARED, _params  # the same params bench.py times
 STEPS = 211  # one execution: half an epoch of the 54,000 training images at batch 128
 KINDS = (  # first match wins: (substring of the op's scope, label)
     ("batch_normalization", "BatchNorm"),
+    ("whiten", "whitening"),
     ("max_pooling", "max pooling"),
     ("conv2d", "convolution"),
     ("dense", "dense layers"),
@@ -32,7 +36,9 @@ KINDS = (  # first match wins: (substring of the op's scope, label)
 )
 
 
-def profile(pool: str | None) -> tuple[float, collections.Counter, collections.Counter]:
+def profile(
+    pool: str | None, cnn: dict | None = None
+) -> tuple[float, collections.Counter, collections.Counter]:
     import tensorflow as tf
 
     from fmnist_dvc.core.splits import load_split
@@ -44,6 +50,8 @@ def profile(pool: str | None) -> tuple[float, collections.Counter, collections.C
     params = _params("cnn", 3, None)
     if pool:
         params = params.replace(cnn=params.cnn.replace(pool=pool))
+    if cnn:
+        params = params.replace(cnn=params.cnn.replace(**cnn))
     set_threads(params.threads)
     set_seed(42)
     x, y = load_split(PREPARED, "train")
@@ -92,14 +100,19 @@ def _busy_time(xplane: Path) -> tuple[collections.Counter, collections.Counter]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", choices=("after_block", "after_conv"), help="override the preset's")
+    parser.add_argument("--cnn", action="append", default=[], metavar="KEY=VALUE", help="a train.cnn key")
     parser.add_argument("--top", type=int, default=12, help="how many single ops to list")
     args = parser.parse_args()
+    import yaml
+
+    cnn = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.cnn)}
     if not (PREPARED / "train_images.npy").is_file():
         raise SystemExit("profile_cnn: data/prepared is missing; run 'dvc repro preprocess' first.")
-    per_step, by_kind, by_op = profile(args.pool)
+    per_step, by_kind, by_op = profile(args.pool, cnn)
     total = sum(by_kind.values())
     pool = args.pool or "as in the preset"
-    print(f"cnn-fast network, pool {pool}: {per_step * 1000:.1f} ms per step (wall)")
+    changes = "".join(f", {k} {v}" for k, v in cnn.items())
+    print(f"cnn-fast network, pool {pool}{changes}: {per_step * 1000:.1f} ms per step (wall)")
     print("\n| part | share of busy time |\n|---|---|")
     for kind, seconds in by_kind.most_common():
         print(f"| {kind} | {100 * seconds / total:.1f}% |")
