@@ -2,12 +2,14 @@ import itertools
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 
 from fmnist_dvc.core.model_io import load_model
 from fmnist_dvc.core.params import load_section
+from fmnist_dvc.core.splits import load_split
 from fmnist_dvc.train.loop import train
-from fmnist_dvc.train.models import build_mlp
+from fmnist_dvc.train.models import build_mlp, whitening_filters
 from fmnist_dvc.train.optimizer import execution_steps, learning_rate
 from fmnist_dvc.train.params import TrainParams
 from tests.helpers import REPO_ROOT, write_params
@@ -150,3 +152,17 @@ def test_cnn_with_one_cycle_adamw_smoothing_and_augmentation_trains_reproducibly
     logged = _tsv(tmp_path / "live_a" / "plots" / "metrics" / "train" / "learning_rate.tsv")
     assert logged == pytest.approx([rate[0], rate[13], rate[26]], rel=1e-5)  # where each epoch began
     assert load_model(tmp_path / "a" / "model.keras").count_params() == model.count_params()
+
+
+def test_cnn_with_whitening_and_faster_bn_biases_trains_reproducibly(prepared: Path, tmp_path: Path) -> None:
+    changes = {"train.model": "cnn", "train.cnn.blocks": [[8], [16]], "train.cnn.whiten": 2}
+    params = load_section(
+        "train", TrainParams, write_params(tmp_path, {**changes, "train.bn_bias_lr": 8, "train.epochs": 1})
+    )
+    for run in ("a", "b"):
+        keras.backend.clear_session()
+        train(params, 3, prepared, tmp_path / run, tmp_path / f"live_{run}")
+    assert (tmp_path / "a" / "model.keras").read_bytes() == (tmp_path / "b" / "model.keras").read_bytes()
+    saved = load_model(tmp_path / "a" / "model.keras").get_layer("whiten")  # set by train(), then frozen
+    expected = whitening_filters(load_split(prepared, "train")[0][:5000], 2)
+    assert np.asarray(saved.kernel).tobytes() == expected.tobytes() and not saved.trainable
