@@ -154,6 +154,7 @@ def test_cnn_with_one_cycle_adamw_smoothing_and_augmentation_trains_reproducibly
     assert load_model(tmp_path / "a" / "model.keras").count_params() == model.count_params()
 
 
+@pytest.mark.slow  # two trainings: make test-all
 def test_cnn_with_whitening_and_faster_bn_biases_trains_reproducibly(prepared: Path, tmp_path: Path) -> None:
     changes = {"train.model": "cnn", "train.cnn.blocks": [[8], [16]], "train.cnn.whiten": 2}
     params = load_section(
